@@ -1,0 +1,80 @@
+//! Raw command-line arguments (clap derive). Validation beyond what clap does happens in the
+//! command modules, which lower these into typed configuration.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// The Ivory Connector SDK: build, certify and run certified integrations.
+#[derive(Debug, Parser)]
+#[command(name = "ivory", version, about)]
+pub(crate) struct Cli {
+    /// The store: a SQLite file path (default `ivory.db`).
+    #[arg(long, global = true, env = "IVORY_DB", default_value = "ivory.db")]
+    pub(crate) db: String,
+    /// More logging on stderr (-v info, -vv debug); `IVORY_LOG` overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub(crate) verbose: u8,
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Validate connector manifests.
+    #[command(subcommand)]
+    Manifest(ManifestCommand),
+    /// Verify webhook deliveries.
+    #[command(subcommand)]
+    Webhook(WebhookCommand),
+    /// Run a connector's sync for one tenant.
+    Sync(SyncArgs),
+    /// Read and edit a tenant's records.
+    #[command(subcommand)]
+    Records(RecordsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum ManifestCommand {
+    /// Validate a manifest: exit 0 when valid, 1 with one `path: message` line per error,
+    /// 2 when the file is missing, unreadable or not JSON.
+    Check {
+        /// Path to `manifest.json` (or the directory holding it).
+        path: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum WebhookCommand {
+    /// Verify one delivery: exit 0 and print `valid`, 1 with the reason on stderr, 2 on usage errors.
+    Verify(crate::cmd::webhook::VerifyArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct SyncArgs {
+    /// The connector: a built-in connector id, or a path to a manifest.json.
+    pub(crate) connector: String,
+    /// The tenant whose installation is synced.
+    #[arg(long)]
+    pub(crate) tenant: String,
+    /// Override the upstream base URL (a local fake in tests and the demo).
+    #[arg(long)]
+    pub(crate) base_url: Option<String>,
+    /// Ignore the stored cursor and pull everything again.
+    #[arg(long)]
+    pub(crate) full_refresh: bool,
+    /// Print the summary as one JSON object.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum RecordsCommand {
+    /// Print a tenant's records of one kind as JSON Lines.
+    Export {
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        kind: String,
+    },
+}

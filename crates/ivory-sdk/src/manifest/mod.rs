@@ -1,0 +1,1 @@
+//! The connector manifest (`manifest.json`): types, strict validation, JSON Schema.

@@ -1,0 +1,1 @@
+//! Webhook verification: Stripe, HubSpot v3, Airtable, Standard Webhooks, plain HMAC.
