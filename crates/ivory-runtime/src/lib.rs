@@ -1,1 +1,12 @@
-//! placeholder
+//! # Ivory runtime
+//!
+//! The platform side of the Ivory Connector SDK: the [`store`] (embedded SQLite by default,
+//! PostgreSQL for scale-out, one code path over sqlx `Any`) and the sync [`runner`], which owns
+//! the ordering guarantees connectors rely on (records durably stored before the cursor moves,
+//! one run at a time per installation).
+
+pub mod runner;
+pub mod store;
+
+pub use runner::{RunError, Runner, SyncOptions, SyncSummary};
+pub use store::{Backend, Installation, Store, StoreError};

@@ -1,0 +1,389 @@
+//! The sync runner: runs one connector for one installation, one run at a time.
+//!
+//! 1. Ensures the tenant's installation exists and takes its lease (a second concurrent run is
+//!    refused with [`RunError::AlreadyRunning`], naming the holder; a lease whose process died
+//!    is taken over once it expires — at once when the holder was a dead process on this host).
+//! 2. Builds the [`Context`]: committed cursor (none on a full refresh), the tenant's
+//!    credentials, a [`Fetcher`] paced at the manifest's rate, and the store as the
+//!    [`RecordSink`](ivory_sdk::RecordSink), whose every commit renews and checks the lease.
+//! 3. Runs the connector, flushes what it staged, and records the run with its counts, final
+//!    cursor and error. A failed run keeps everything it committed; the next run resumes from
+//!    the committed cursor.
+
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ivory_sdk::fetch::RetryPolicy;
+use ivory_sdk::manifest::Manifest;
+use ivory_sdk::{
+    Clock, Context, ContextParts, Credentials, DynConnector, FetchConfig, Fetcher, HttpConfig,
+    Progress,
+};
+use jiff::{SignedDuration, Timestamp};
+use serde::Serialize;
+use tracing::Instrument;
+use url::Url;
+
+use crate::store::{InstallationSink, LockHolder, RunStatus, RunTotals, Store, StoreError};
+
+/// Options of one sync.
+#[derive(Clone)]
+pub struct SyncOptions {
+    /// Ignore the committed cursor and pull everything.
+    pub full_refresh: bool,
+    /// The upstream base URL override (a local fake in tests and the demo).
+    pub base_url: Option<Url>,
+    /// HTTP client settings ([`HttpConfig::virtual_time`] in paused-clock tests).
+    pub http: HttpConfig,
+    /// Retry policy.
+    pub retry: RetryPolicy,
+    /// The run's lease, renewed on every commit.
+    pub lease: Duration,
+    /// Staged records flushed once this many accumulate.
+    pub flush_threshold: usize,
+    /// A progress observer.
+    pub progress: Option<Arc<dyn Progress>>,
+    /// Seed of the backoff jitter.
+    pub jitter_seed: Option<u64>,
+}
+
+impl std::fmt::Debug for SyncOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SyncOptions")
+            .field("full_refresh", &self.full_refresh)
+            .field("base_url", &self.base_url.as_ref().map(Url::as_str))
+            .field("lease", &self.lease)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for SyncOptions {
+    fn default() -> Self {
+        Self {
+            full_refresh: false,
+            base_url: None,
+            http: HttpConfig::default(),
+            retry: RetryPolicy::default(),
+            lease: Duration::from_secs(300),
+            flush_threshold: 1000,
+            progress: None,
+            jitter_seed: None,
+        }
+    }
+}
+
+/// The outcome of a sync, as `ivory sync --json` prints it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SyncSummary {
+    /// The run id.
+    pub run_id: String,
+    /// The tenant.
+    pub tenant: String,
+    /// The connector.
+    pub connector: String,
+    /// The installation.
+    pub installation: String,
+    /// How the run ended.
+    pub status: RunStatus,
+    /// Records upserted (created + updated + unchanged).
+    pub records_upserted: u64,
+    /// The counts.
+    #[serde(flatten)]
+    pub totals: RunTotals,
+    /// The committed cursor at the end (`kind:value`), if any.
+    pub cursor: Option<String>,
+    /// Wall time of the run, in milliseconds.
+    pub duration_ms: u64,
+    /// Notes from the connector.
+    pub notes: Vec<String>,
+    /// The error of a failed run.
+    pub error: Option<String>,
+}
+
+/// Why a sync did not run, or failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RunError {
+    /// Another run of this installation holds the lease.
+    #[error(
+        "a sync of installation {installation} is already running (run {}, process {}, lease until {}); try again when it finishes",
+        holder.run_id, holder.holder, holder.expires_at
+    )]
+    AlreadyRunning {
+        /// The installation.
+        installation: String,
+        /// Who holds it.
+        holder: LockHolder,
+    },
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The sync could not be set up (bad base URL, unusable credentials, …).
+    #[error("cannot start the sync: {0}")]
+    Setup(String),
+    /// The connector's sync failed; what it committed before the failure is kept.
+    #[error("sync failed: {error}")]
+    Failed {
+        /// The run as recorded.
+        summary: Box<SyncSummary>,
+        /// The connector's error.
+        error: ivory_sdk::Error,
+    },
+}
+
+/// Runs syncs against a store.
+#[derive(Debug, Clone)]
+pub struct Runner {
+    store: Store,
+    clock: Clock,
+    holder: String,
+}
+
+impl Runner {
+    /// A runner on `store`, timing everything on `clock`.
+    pub fn new(store: Store, clock: Clock) -> Self {
+        Self {
+            store,
+            clock,
+            holder: format!("{}:{}", hostname(), std::process::id()),
+        }
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Runs `connector` (described by `manifest`) for `tenant`.
+    pub async fn sync(
+        &self,
+        tenant: &str,
+        manifest: &Manifest,
+        connector: &dyn DynConnector,
+        credentials: Credentials,
+        options: SyncOptions,
+    ) -> Result<SyncSummary, RunError> {
+        let started = self.clock.elapsed();
+        let now = self.clock.now();
+        let installation = self
+            .store
+            .ensure_installation(tenant, manifest, &Default::default(), now)
+            .await?;
+        let run_id = format!("run_{}", uuid::Uuid::now_v7().simple());
+        self.take_lease(&installation.id, tenant, &run_id, &options)
+            .await?;
+
+        let span = tracing::info_span!(
+            "sync",
+            tenant = %tenant,
+            connector = %manifest.id,
+            installation = %installation.id,
+            run_id = %run_id,
+        );
+        let outcome = self
+            .run_connector(tenant, manifest, connector, credentials, &options, &installation, &run_id)
+            .instrument(span)
+            .await;
+        let (mut summary, result) = match outcome {
+            Ok(pair) => pair,
+            Err(setup) => {
+                let totals = RunTotals::default();
+                let message = setup.to_string();
+                self.store
+                    .finish_run(
+                        &installation.id,
+                        &run_id,
+                        RunStatus::Failed,
+                        &totals,
+                        None,
+                        Some(&message),
+                        self.clock.now(),
+                    )
+                    .await?;
+                return Err(setup);
+            }
+        };
+        summary.duration_ms =
+            u64::try_from((self.clock.elapsed() - started).as_millis()).unwrap_or(u64::MAX);
+        let cursor = self.store.cursor(&installation.id).await?;
+        summary.cursor = cursor.as_ref().map(ToString::to_string);
+        let error_text = result.as_ref().err().map(ToString::to_string);
+        summary.error.clone_from(&error_text);
+        self.store
+            .finish_run(
+                &installation.id,
+                &run_id,
+                summary.status,
+                &summary.totals,
+                cursor.as_ref(),
+                error_text.as_deref(),
+                self.clock.now(),
+            )
+            .await?;
+        match result {
+            Ok(()) => Ok(summary),
+            Err(error) => Err(RunError::Failed {
+                summary: Box::new(summary),
+                error,
+            }),
+        }
+    }
+
+    async fn take_lease(
+        &self,
+        installation: &str,
+        tenant: &str,
+        run_id: &str,
+        options: &SyncOptions,
+    ) -> Result<(), RunError> {
+        for attempt in 0..2 {
+            let now = self.clock.now();
+            let until = now
+                .checked_add(SignedDuration::try_from(options.lease).unwrap_or(SignedDuration::MAX))
+                .unwrap_or(Timestamp::MAX);
+            match self
+                .store
+                .begin_run(installation, tenant, run_id, &self.holder, options.full_refresh, now, until)
+                .await?
+            {
+                Ok(()) => return Ok(()),
+                Err(holder) if attempt == 0 && holder_is_dead(&holder.holder) => {
+                    tracing::warn!(
+                        run_id = %holder.run_id,
+                        holder = %holder.holder,
+                        "Taking over the lease of a sync whose process is gone."
+                    );
+                    self.store.expire_lease(installation, &holder.run_id).await?;
+                }
+                Err(holder) => {
+                    return Err(RunError::AlreadyRunning {
+                        installation: installation.to_owned(),
+                        holder,
+                    });
+                }
+            }
+        }
+        Err(RunError::Setup("could not take the sync lease".into()))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn run_connector(
+        &self,
+        tenant: &str,
+        manifest: &Manifest,
+        connector: &dyn DynConnector,
+        credentials: Credentials,
+        options: &SyncOptions,
+        installation: &crate::store::Installation,
+        run_id: &str,
+    ) -> Result<(SyncSummary, Result<(), ivory_sdk::Error>), RunError> {
+        let sync = &manifest.connection.sync;
+        let rate = NonZeroU32::new(sync.rate_limit_per_minute).ok_or_else(|| {
+            RunError::Setup("the manifest's rateLimitPerMinute must be > 0".into())
+        })?;
+        let burst = sync.burst.and_then(NonZeroU32::new).unwrap_or(NonZeroU32::MIN);
+        let mut fetch = FetchConfig::new(rate, manifest.hosts.clone());
+        fetch.burst = burst;
+        fetch.base_url_override = options.base_url.clone();
+        fetch.retry = options.retry.clone();
+        fetch.http = options.http.clone();
+        fetch.bearer = credentials.bearer().cloned();
+        fetch.jitter_seed = options.jitter_seed;
+        let fetcher = Fetcher::new(fetch, self.clock.clone())
+            .map_err(|e| RunError::Setup(e.to_string()))?;
+        let cursor = if options.full_refresh {
+            None
+        } else {
+            self.store.cursor(&installation.id).await?
+        };
+        let sink = InstallationSink::new(
+            self.store.clone(),
+            tenant,
+            &installation.id,
+            Some(run_id),
+            self.clock.clone(),
+            options.lease,
+        );
+        let mut ctx = Context::new(ContextParts {
+            tenant: tenant.to_owned(),
+            installation: installation.id.clone(),
+            connector: manifest.id.clone(),
+            cursor_kind: sync.cursor,
+            cursor,
+            lookback: Duration::from_secs(u64::from(sync.lookback_seconds.unwrap_or(0))),
+            credentials,
+            settings: installation.settings.clone(),
+            fetcher: fetcher.clone(),
+            sink: Arc::new(sink),
+            progress: options.progress.clone(),
+            flush_threshold: options.flush_threshold,
+        });
+        tracing::info!(full_refresh = options.full_refresh, cursor = ?ctx.cursor(), "Sync started.");
+        let mut notes = Vec::new();
+        let result = match connector.sync_boxed(&mut ctx).await {
+            Ok(done) => {
+                notes = done.notes;
+                ctx.finish().await.map(|_| ())
+            }
+            Err(error) => Err(error),
+        };
+        let records = ctx.totals();
+        let fetched = fetcher.stats();
+        let totals = RunTotals {
+            records_created: records.created,
+            records_updated: records.updated,
+            records_unchanged: records.unchanged,
+            records_deleted: records.deleted,
+            pages: fetched.pages,
+            requests: fetched.requests,
+            retries: fetched.retries,
+            responses_429: fetched.responses_429,
+            slept_ms: fetched.slept_ms,
+        };
+        match &result {
+            Ok(()) => tracing::info!(records = records.upserted(), requests = fetched.requests, "Sync finished."),
+            Err(error) => tracing::warn!(%error, "Sync failed."),
+        }
+        let summary = SyncSummary {
+            run_id: run_id.to_owned(),
+            tenant: tenant.to_owned(),
+            connector: manifest.id.clone(),
+            installation: installation.id.clone(),
+            status: if result.is_ok() {
+                RunStatus::Succeeded
+            } else {
+                RunStatus::Failed
+            },
+            records_upserted: records.upserted(),
+            totals,
+            cursor: None,
+            duration_ms: 0,
+            notes,
+            error: None,
+        };
+        Ok((summary, result))
+    }
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".into())
+}
+
+/// True when `holder` (`host:pid`) names a process on this host that no longer exists.
+fn holder_is_dead(holder: &str) -> bool {
+    let Some((host, pid)) = holder.rsplit_once(':') else {
+        return false;
+    };
+    let Ok(pid) = pid.parse::<u32>() else {
+        return false;
+    };
+    host == hostname()
+        && pid != std::process::id()
+        && std::path::Path::new("/proc/self").exists()
+        && !std::path::Path::new(&format!("/proc/{pid}")).exists()
+}

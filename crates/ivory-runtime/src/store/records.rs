@@ -1,0 +1,332 @@
+//! Records: idempotent batched upserts, tombstones, the cursor in the same transaction, and a
+//! streaming export.
+
+use std::collections::HashMap;
+
+use futures::stream::BoxStream;
+use futures::{StreamExt, TryStreamExt};
+use ivory_sdk::clock::Clock;
+use ivory_sdk::connector::BoxFuture;
+use ivory_sdk::{CommitReceipt, Cursor, Record, RecordOp, RecordSink, SinkError};
+use jiff::Timestamp;
+use serde::Serialize;
+use sqlx::Row;
+
+use super::{Store, StoreError, from_ms, query_error, to_ms};
+
+/// Rows per multi-row INSERT (7 parameters each; well under both backends' limits).
+const UPSERT_CHUNK: usize = 100;
+
+/// A record as `ivory records export` prints it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ExportedRecord {
+    /// The upstream id.
+    pub id: String,
+    /// The kind.
+    pub kind: String,
+    /// The record's data.
+    pub data: serde_json::Value,
+    /// Incremented on every change.
+    pub version: i64,
+    /// The upstream's last-modified time.
+    pub source_updated_at: Option<Timestamp>,
+    /// The last platform-side edit.
+    pub platform_updated_at: Option<Timestamp>,
+    /// When a sync last wrote it.
+    pub synced_at: Timestamp,
+    /// When the upstream deleted it (tombstone).
+    pub deleted_at: Option<Timestamp>,
+}
+
+impl Store {
+    /// Applies `ops` for the tenant's installation and, when given, sets its cursor, in one
+    /// transaction. When `fence` names a run, the commit first renews that run's lease and is
+    /// refused with [`StoreError::LeaseLost`] if another run holds it.
+    pub async fn commit(
+        &self,
+        scope: &CommitScope<'_>,
+        ops: &[RecordOp],
+        cursor: Option<&Cursor>,
+    ) -> Result<CommitReceipt, StoreError> {
+        let now = to_ms(scope.now);
+        let mut tx = self.begin_write().await?;
+        if let Some(fence) = &scope.fence {
+            let renewed = sqlx::query(
+                "UPDATE sync_locks SET expires_at = $1 WHERE installation_id = $2 AND run_id = $3",
+            )
+            .bind(to_ms(fence.lease_until))
+            .bind(scope.installation)
+            .bind(fence.run_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(query_error("renew sync lease"))?;
+            if renewed.rows_affected() != 1 {
+                return Err(StoreError::LeaseLost {
+                    installation: scope.installation.to_owned(),
+                    run_id: fence.run_id.to_owned(),
+                });
+            }
+        }
+
+        // The last op per (kind, id) wins; one statement may not touch a row twice.
+        let mut last: HashMap<(&str, &str), usize> = HashMap::with_capacity(ops.len());
+        for (i, op) in ops.iter().enumerate() {
+            let key = match op {
+                RecordOp::Upsert { kind, record } => (kind.as_str(), record.id.as_str()),
+                RecordOp::Delete { kind, id } => (kind.as_str(), id.as_str()),
+            };
+            last.insert(key, i);
+        }
+        let mut upserts: Vec<(&str, &Record)> = Vec::with_capacity(ops.len());
+        let mut deletes: Vec<(&str, &str)> = Vec::new();
+        for (i, op) in ops.iter().enumerate() {
+            let key = match op {
+                RecordOp::Upsert { kind, record } => (kind.as_str(), record.id.as_str()),
+                RecordOp::Delete { kind, id } => (kind.as_str(), id.as_str()),
+            };
+            if last.get(&key) != Some(&i) {
+                continue;
+            }
+            match op {
+                RecordOp::Upsert { kind, record } => upserts.push((kind, record)),
+                RecordOp::Delete { kind, id } => deletes.push((kind, id)),
+            }
+        }
+
+        let mut receipt = CommitReceipt::default();
+        for chunk in upserts.chunks(UPSERT_CHUNK) {
+            let mut sql = String::with_capacity(256 + chunk.len() * 40);
+            sql.push_str(
+                "INSERT INTO records (tenant_id, kind, external_id, installation_id, data, \
+                 source_updated_at, synced_at, version) VALUES ",
+            );
+            for i in 0..chunk.len() {
+                let b = i * 7;
+                if i > 0 {
+                    sql.push(',');
+                }
+                sql.push_str(&format!(
+                    "(${}, ${}, ${}, ${}, ${}, ${}, ${}, 1)",
+                    b + 1,
+                    b + 2,
+                    b + 3,
+                    b + 4,
+                    b + 5,
+                    b + 6,
+                    b + 7
+                ));
+            }
+            sql.push_str(
+                " ON CONFLICT (tenant_id, kind, external_id) DO UPDATE SET \
+                 data = excluded.data, source_updated_at = excluded.source_updated_at, \
+                 synced_at = excluded.synced_at, installation_id = excluded.installation_id, \
+                 version = records.version + 1, deleted_at = NULL \
+                 WHERE records.data <> excluded.data OR records.deleted_at IS NOT NULL \
+                 OR records.installation_id <> excluded.installation_id \
+                 RETURNING version",
+            );
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for (kind, record) in chunk {
+                let data = serde_json::to_string(&record.data).map_err(|e| StoreError::Invalid {
+                    what: "record data",
+                    message: e.to_string(),
+                })?;
+                query = query
+                    .bind(scope.tenant)
+                    .bind(*kind)
+                    .bind(record.id.as_str())
+                    .bind(scope.installation)
+                    .bind(data)
+                    .bind(record.updated_at.map(to_ms))
+                    .bind(now);
+            }
+            let versions: Vec<i64> = query
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(query_error("upsert records"))?
+                .iter()
+                .map(|row| row.try_get::<i64, _>(0))
+                .collect::<Result<_, _>>()
+                .map_err(query_error("read upsert result"))?;
+            let created = versions.iter().filter(|v| **v == 1).count() as u64;
+            let written = versions.len() as u64;
+            receipt.created += created;
+            receipt.updated += written - created;
+            receipt.unchanged += chunk.len() as u64 - written;
+        }
+        for (kind, id) in deletes {
+            let done = sqlx::query(
+                "UPDATE records SET deleted_at = $1, synced_at = $1, version = version + 1 \
+                 WHERE tenant_id = $2 AND kind = $3 AND external_id = $4 AND deleted_at IS NULL",
+            )
+            .bind(now)
+            .bind(scope.tenant)
+            .bind(kind)
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map_err(query_error("delete record"))?;
+            receipt.deleted += done.rows_affected();
+        }
+        if let Some(cursor) = cursor {
+            let text = serde_json::to_string(cursor).map_err(|e| StoreError::Invalid {
+                what: "cursor",
+                message: e.to_string(),
+            })?;
+            sqlx::query(
+                "INSERT INTO cursors (installation_id, cursor, updated_at) VALUES ($1, $2, $3) \
+                 ON CONFLICT (installation_id) DO UPDATE SET cursor = excluded.cursor, \
+                 updated_at = excluded.updated_at",
+            )
+            .bind(scope.installation)
+            .bind(text)
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(query_error("commit cursor"))?;
+        }
+        tx.commit().await.map_err(query_error("commit"))?;
+        Ok(receipt)
+    }
+
+    /// Streams the tenant's records of `kind`, ordered by id; memory stays flat whatever the
+    /// count. Tombstones are included only when `include_deleted`.
+    pub fn export_records<'a>(
+        &'a self,
+        tenant: &'a str,
+        kind: &'a str,
+        deleted: Tombstones,
+    ) -> BoxStream<'a, Result<ExportedRecord, StoreError>> {
+        let sql = match deleted {
+            Tombstones::Include => {
+                "SELECT external_id, kind, data, version, source_updated_at, platform_updated_at, \
+                 synced_at, deleted_at FROM records WHERE tenant_id = $1 AND kind = $2 \
+                 ORDER BY external_id"
+            }
+            Tombstones::Exclude => {
+                "SELECT external_id, kind, data, version, source_updated_at, platform_updated_at, \
+                 synced_at, deleted_at FROM records WHERE tenant_id = $1 AND kind = $2 \
+                 AND deleted_at IS NULL ORDER BY external_id"
+            }
+        };
+        sqlx::query(sql)
+            .bind(tenant)
+            .bind(kind)
+            .fetch(self.pool())
+            .map_err(query_error("export records"))
+            .and_then(|row| async move { decode_record(&row) })
+            .boxed()
+    }
+}
+
+/// Whether an export includes tombstones.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tombstones {
+    /// Include records deleted upstream.
+    Include,
+    /// Only live records.
+    Exclude,
+}
+
+fn decode_record(row: &sqlx::any::AnyRow) -> Result<ExportedRecord, StoreError> {
+    let read = |e: sqlx::Error| StoreError::Corrupt {
+        what: "record",
+        message: e.to_string(),
+    };
+    let data: String = row.try_get("data").map_err(read)?;
+    let opt_ts = |v: Option<i64>| v.map(from_ms).transpose();
+    Ok(ExportedRecord {
+        id: row.try_get("external_id").map_err(read)?,
+        kind: row.try_get("kind").map_err(read)?,
+        data: serde_json::from_str(&data).map_err(|e| StoreError::Corrupt {
+            what: "record data",
+            message: e.to_string(),
+        })?,
+        version: row.try_get("version").map_err(read)?,
+        source_updated_at: opt_ts(row.try_get("source_updated_at").map_err(read)?)?,
+        platform_updated_at: opt_ts(row.try_get("platform_updated_at").map_err(read)?)?,
+        synced_at: from_ms(row.try_get("synced_at").map_err(read)?)?,
+        deleted_at: opt_ts(row.try_get("deleted_at").map_err(read)?)?,
+    })
+}
+
+/// Whose records a commit touches, at what time, under which lease.
+#[derive(Debug, Clone)]
+pub struct CommitScope<'a> {
+    /// The tenant.
+    pub tenant: &'a str,
+    /// The installation.
+    pub installation: &'a str,
+    /// Now.
+    pub now: Timestamp,
+    /// The run's lease, checked and renewed by the commit.
+    pub fence: Option<Fence<'a>>,
+}
+
+/// A run's lease on its installation.
+#[derive(Debug, Clone)]
+pub struct Fence<'a> {
+    /// The run holding the lease.
+    pub run_id: &'a str,
+    /// The new expiry.
+    pub lease_until: Timestamp,
+}
+
+/// The store as the [`RecordSink`] of one run of one installation.
+#[derive(Debug, Clone)]
+pub struct InstallationSink {
+    store: Store,
+    tenant: String,
+    installation: String,
+    run_id: Option<String>,
+    clock: Clock,
+    lease: std::time::Duration,
+}
+
+impl InstallationSink {
+    /// A sink for `installation` of `tenant`; with `run_id`, every commit renews (and checks)
+    /// that run's lease for `lease` more.
+    pub fn new(
+        store: Store,
+        tenant: &str,
+        installation: &str,
+        run_id: Option<&str>,
+        clock: Clock,
+        lease: std::time::Duration,
+    ) -> Self {
+        Self {
+            store,
+            tenant: tenant.to_owned(),
+            installation: installation.to_owned(),
+            run_id: run_id.map(str::to_owned),
+            clock,
+            lease,
+        }
+    }
+}
+
+impl RecordSink for InstallationSink {
+    fn commit<'a>(
+        &'a self,
+        ops: &'a [RecordOp],
+        cursor: Option<&'a Cursor>,
+    ) -> BoxFuture<'a, Result<CommitReceipt, SinkError>> {
+        Box::pin(async move {
+            let now = self.clock.now();
+            let lease = jiff::SignedDuration::try_from(self.lease).unwrap_or(jiff::SignedDuration::MAX);
+            let scope = CommitScope {
+                tenant: &self.tenant,
+                installation: &self.installation,
+                now,
+                fence: self.run_id.as_deref().map(|run_id| Fence {
+                    run_id,
+                    lease_until: now.checked_add(lease).unwrap_or(Timestamp::MAX),
+                }),
+            };
+            self.store
+                .commit(&scope, ops, cursor)
+                .await
+                .map_err(|e| SinkError::new(e.to_string()))
+        })
+    }
+}
