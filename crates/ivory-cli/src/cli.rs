@@ -41,6 +41,9 @@ pub(crate) enum ManifestCommand {
     Check {
         /// Path to `manifest.json` (or the directory holding it).
         path: PathBuf,
+        /// Allow http and loopback URLs and hosts (a connector under local test).
+        #[arg(long)]
+        test_mode: bool,
     },
 }
 

@@ -8,5 +8,5 @@
 pub mod runner;
 pub mod store;
 
-pub use runner::{RunError, Runner, SyncOptions, SyncSummary};
+pub use runner::{RunError, Runner, SinkWrapper, SyncOptions, SyncSummary};
 pub use store::{Backend, Installation, Store, StoreError};

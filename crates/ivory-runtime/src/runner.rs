@@ -18,7 +18,7 @@ use ivory_sdk::fetch::RetryPolicy;
 use ivory_sdk::manifest::Manifest;
 use ivory_sdk::{
     Clock, Context, ContextParts, Credentials, DynConnector, FetchConfig, Fetcher, HttpConfig,
-    Progress,
+    Progress, RecordSink,
 };
 use jiff::{SignedDuration, Timestamp};
 use serde::Serialize;
@@ -46,7 +46,13 @@ pub struct SyncOptions {
     pub progress: Option<Arc<dyn Progress>>,
     /// Seed of the backoff jitter.
     pub jitter_seed: Option<u64>,
+    /// Wraps the store's sink: certification and tests inject faults between the connector
+    /// and the store with it (a crash inside a commit, say). `None` in production.
+    pub wrap_sink: Option<SinkWrapper>,
 }
+
+/// A function that wraps the run's [`RecordSink`] (fault injection).
+pub type SinkWrapper = Arc<dyn Fn(Arc<dyn RecordSink>) -> Arc<dyn RecordSink> + Send + Sync>;
 
 impl std::fmt::Debug for SyncOptions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -69,6 +75,7 @@ impl Default for SyncOptions {
             flush_threshold: 1000,
             progress: None,
             jitter_seed: None,
+            wrap_sink: None,
         }
     }
 }
@@ -182,7 +189,15 @@ impl Runner {
             run_id = %run_id,
         );
         let outcome = self
-            .run_connector(tenant, manifest, connector, credentials, &options, &installation, &run_id)
+            .run_connector(
+                tenant,
+                manifest,
+                connector,
+                credentials,
+                &options,
+                &installation,
+                &run_id,
+            )
             .instrument(span)
             .await;
         let (mut summary, result) = match outcome {
@@ -244,7 +259,15 @@ impl Runner {
                 .unwrap_or(Timestamp::MAX);
             match self
                 .store
-                .begin_run(installation, tenant, run_id, &self.holder, options.full_refresh, now, until)
+                .begin_run(
+                    installation,
+                    tenant,
+                    run_id,
+                    &self.holder,
+                    options.full_refresh,
+                    now,
+                    until,
+                )
                 .await?
             {
                 Ok(()) => return Ok(()),
@@ -254,7 +277,9 @@ impl Runner {
                         holder = %holder.holder,
                         "Taking over the lease of a sync whose process is gone."
                     );
-                    self.store.expire_lease(installation, &holder.run_id).await?;
+                    self.store
+                        .expire_lease(installation, &holder.run_id)
+                        .await?;
                 }
                 Err(holder) => {
                     return Err(RunError::AlreadyRunning {
@@ -282,7 +307,10 @@ impl Runner {
         let rate = NonZeroU32::new(sync.rate_limit_per_minute).ok_or_else(|| {
             RunError::Setup("the manifest's rateLimitPerMinute must be > 0".into())
         })?;
-        let burst = sync.burst.and_then(NonZeroU32::new).unwrap_or(NonZeroU32::MIN);
+        let burst = sync
+            .burst
+            .and_then(NonZeroU32::new)
+            .unwrap_or(NonZeroU32::MIN);
         let mut fetch = FetchConfig::new(rate, manifest.hosts.clone());
         fetch.burst = burst;
         fetch.base_url_override = options.base_url.clone();
@@ -290,8 +318,8 @@ impl Runner {
         fetch.http = options.http.clone();
         fetch.bearer = credentials.bearer().cloned();
         fetch.jitter_seed = options.jitter_seed;
-        let fetcher = Fetcher::new(fetch, self.clock.clone())
-            .map_err(|e| RunError::Setup(e.to_string()))?;
+        let fetcher =
+            Fetcher::new(fetch, self.clock.clone()).map_err(|e| RunError::Setup(e.to_string()))?;
         let cursor = if options.full_refresh {
             None
         } else {
@@ -315,7 +343,10 @@ impl Runner {
             credentials,
             settings: installation.settings.clone(),
             fetcher: fetcher.clone(),
-            sink: Arc::new(sink),
+            sink: match &options.wrap_sink {
+                Some(wrap) => wrap(Arc::new(sink)),
+                None => Arc::new(sink),
+            },
             progress: options.progress.clone(),
             flush_threshold: options.flush_threshold,
         });
@@ -342,7 +373,11 @@ impl Runner {
             slept_ms: fetched.slept_ms,
         };
         match &result {
-            Ok(()) => tracing::info!(records = records.upserted(), requests = fetched.requests, "Sync finished."),
+            Ok(()) => tracing::info!(
+                records = records.upserted(),
+                requests = fetched.requests,
+                "Sync finished."
+            ),
             Err(error) => tracing::warn!(%error, "Sync failed."),
         }
         let summary = SyncSummary {

@@ -315,10 +315,11 @@ impl Context {
             id: String::new(),
             reason,
         })?;
-        self.staged.extend(ids.into_iter().map(|id| RecordOp::Delete {
-            kind: kind.to_owned(),
-            id,
-        }));
+        self.staged
+            .extend(ids.into_iter().map(|id| RecordOp::Delete {
+                kind: kind.to_owned(),
+                id,
+            }));
         self.flush_if_large().await
     }
 

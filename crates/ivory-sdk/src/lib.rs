@@ -32,5 +32,6 @@ pub use context::{
 };
 pub use error::{CursorError, Error, SinkError};
 pub use fetch::{FetchConfig, FetchError, FetchStats, Fetcher, HttpConfig};
+pub use manifest::{Manifest, ValidationMode};
 pub use record::{Cursor, Record, RecordOp};
 pub use secret::Secret;

@@ -407,7 +407,10 @@ mod tests {
 
     #[test]
     fn link_headers() {
-        assert_eq!(next_link(r#"<https://a/x?p=2>; rel=next"#).as_deref(), Some("https://a/x?p=2"));
+        assert_eq!(
+            next_link(r#"<https://a/x?p=2>; rel=next"#).as_deref(),
+            Some("https://a/x?p=2")
+        );
         assert_eq!(
             next_link(r#"<https://a/1>; rel="prev", <https://a/3>; rel="next last""#).as_deref(),
             Some("https://a/3")
@@ -429,7 +432,9 @@ mod tests {
         limits: PageLimits,
     ) -> Result<Vec<Page<u32>>, PageError> {
         let stream = paginate(None, limits, move |token: Option<String>| {
-            let index = token.map_or(0, |t| t.trim_start_matches('p').parse::<usize>().unwrap_or(0));
+            let index = token.map_or(0, |t| {
+                t.trim_start_matches('p').parse::<usize>().unwrap_or(0)
+            });
             let page = pages.get(index).cloned();
             async move {
                 let (items, next) = page.unwrap_or_default();
@@ -442,7 +447,11 @@ mod tests {
     #[tokio::test]
     async fn pages_until_no_token() {
         let pages = collect(
-            vec![(vec![1, 2], Some("p1")), (vec![3], Some("p2")), (vec![4], None)],
+            vec![
+                (vec![1, 2], Some("p1")),
+                (vec![3], Some("p2")),
+                (vec![4], None),
+            ],
             PageLimits::default(),
         )
         .await
@@ -455,18 +464,29 @@ mod tests {
     #[tokio::test]
     async fn a_repeated_token_stops_the_listing() {
         let err = collect(
-            vec![(vec![1], Some("p1")), (vec![2], Some("p2")), (vec![3], Some("p1"))],
+            vec![
+                (vec![1], Some("p1")),
+                (vec![2], Some("p2")),
+                (vec![3], Some("p1")),
+            ],
             PageLimits::default(),
         )
         .await
         .expect_err("loop");
-        assert!(matches!(err, PageError::RepeatedToken { page: 3, .. }), "{err}");
+        assert!(
+            matches!(err, PageError::RepeatedToken { page: 3, .. }),
+            "{err}"
+        );
     }
 
     #[tokio::test]
     async fn max_pages_guard() {
         let err = collect(
-            vec![(vec![1], Some("p1")), (vec![2], Some("p2")), (vec![3], None)],
+            vec![
+                (vec![1], Some("p1")),
+                (vec![2], Some("p2")),
+                (vec![3], None),
+            ],
             PageLimits { max_pages: 2 },
         )
         .await

@@ -749,7 +749,7 @@ fn url_rules() {
             "hubspot",
             vec![set(
                 "/connection/tokenUrl",
-                json!("https://client:hunter2@api.hubapi.com/oauth/v3/token"),
+                json!("https://user:pass@api.hubapi.com/oauth/v3/token"),
             )],
             &["connection.tokenUrl: must not contain credentials"],
         ),

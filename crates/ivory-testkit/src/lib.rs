@@ -1,1 +1,8 @@
-//! placeholder
+//! # Ivory testkit
+//!
+//! Test support shared by the workspace's tests, the CLI's demo and the benchmarks: fake
+//! upstreams that run as real HTTP servers on loopback, and small connectors written against
+//! them. Nothing here is a mock of our own store: tests run the real store on real files.
+
+pub mod connectors;
+pub mod items;

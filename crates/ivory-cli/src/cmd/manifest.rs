@@ -13,8 +13,13 @@ use ivory_sdk::manifest::{Manifest, ManifestError, ValidationMode};
 /// The file name looked for when the path is a directory.
 const FILE_NAME: &str = "manifest.json";
 
-pub(crate) fn check(path: &Path) -> ExitCode {
-    check_in(path, ValidationMode::Production)
+pub(crate) fn check(path: &Path, test_mode: bool) -> ExitCode {
+    let mode = if test_mode {
+        ValidationMode::Test
+    } else {
+        ValidationMode::Production
+    };
+    check_in(path, mode)
 }
 
 /// Validates the manifest at `path` (a file, or a directory holding `manifest.json`).

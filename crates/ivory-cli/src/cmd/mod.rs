@@ -11,7 +11,9 @@ use crate::cli::{Cli, Command, ManifestCommand, WebhookCommand};
 
 pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Manifest(ManifestCommand::Check { path }) => Ok(manifest::check(&path)),
+        Command::Manifest(ManifestCommand::Check { path, test_mode }) => {
+            Ok(manifest::check(&path, test_mode))
+        }
         Command::Webhook(WebhookCommand::Verify(args)) => Ok(webhook::verify(&args)),
         Command::Sync(args) => sync::run(&cli.db, &args),
         Command::Records(cmd) => records::run(&cli.db, cmd),

@@ -109,7 +109,8 @@ fn parse_header(raw: &str) -> Result<HeaderArg, String> {
 }
 
 fn parse_header_name(raw: &str) -> Result<HeaderName, String> {
-    HeaderName::from_bytes(raw.as_bytes()).map_err(|_| format!("{raw:?} is not a valid header name"))
+    HeaderName::from_bytes(raw.as_bytes())
+        .map_err(|_| format!("{raw:?} is not a valid header name"))
 }
 
 fn parse_method(raw: &str) -> Result<Method, String> {
@@ -194,8 +195,11 @@ fn prepare(args: &VerifyArgs) -> Result<(Verifier, Delivery, Timestamp), Usage> 
     }
 
     let now = match args.now {
-        Some(second) => Timestamp::from_second(second)
-            .map_err(|_| Usage(format!("--now {second} is outside the supported time range")))?,
+        Some(second) => Timestamp::from_second(second).map_err(|_| {
+            Usage(format!(
+                "--now {second} is outside the supported time range"
+            ))
+        })?,
         None => Timestamp::now(),
     };
     Ok((verifier, delivery, now))

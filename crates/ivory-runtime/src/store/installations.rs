@@ -51,12 +51,14 @@ impl Store {
     /// Creates the tenant if it does not exist.
     pub async fn ensure_tenant(&self, tenant: &str, now: Timestamp) -> Result<(), StoreError> {
         validate_tenant(tenant)?;
-        sqlx::query("INSERT INTO tenants (id, created_at) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING")
-            .bind(tenant)
-            .bind(to_ms(now))
-            .execute(self.pool())
-            .await
-            .map_err(query_error("create tenant"))?;
+        sqlx::query(
+            "INSERT INTO tenants (id, created_at) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(tenant)
+        .bind(to_ms(now))
+        .execute(self.pool())
+        .await
+        .map_err(query_error("create tenant"))?;
         Ok(())
     }
 

@@ -97,30 +97,32 @@ impl Store {
         static DRIVERS: Once = Once::new();
         DRIVERS.call_once(sqlx::any::install_default_drivers);
 
-        let (backend, url) = if location.starts_with("postgres://")
-            || location.starts_with("postgresql://")
-        {
-            (Backend::Postgres, location.to_owned())
-        } else {
-            let path = location.strip_prefix("sqlite://").unwrap_or(location);
-            let path = path.strip_prefix("sqlite:").unwrap_or(path);
-            if path.is_empty() {
-                return Err(StoreError::Open {
-                    location: location.to_owned(),
-                    message: "empty path".into(),
-                });
-            }
-            if let Some(parent) = Path::new(path).parent()
-                && !parent.as_os_str().is_empty()
-                && !parent.exists()
-            {
-                return Err(StoreError::Open {
-                    location: location.to_owned(),
-                    message: format!("directory {} does not exist", parent.display()),
-                });
-            }
-            (Backend::Sqlite, format!("sqlite://{}?mode=rwc", encode_path(path)))
-        };
+        let (backend, url) =
+            if location.starts_with("postgres://") || location.starts_with("postgresql://") {
+                (Backend::Postgres, location.to_owned())
+            } else {
+                let path = location.strip_prefix("sqlite://").unwrap_or(location);
+                let path = path.strip_prefix("sqlite:").unwrap_or(path);
+                if path.is_empty() {
+                    return Err(StoreError::Open {
+                        location: location.to_owned(),
+                        message: "empty path".into(),
+                    });
+                }
+                if let Some(parent) = Path::new(path).parent()
+                    && !parent.as_os_str().is_empty()
+                    && !parent.exists()
+                {
+                    return Err(StoreError::Open {
+                        location: location.to_owned(),
+                        message: format!("directory {} does not exist", parent.display()),
+                    });
+                }
+                (
+                    Backend::Sqlite,
+                    format!("sqlite://{}?mode=rwc", encode_path(path)),
+                )
+            };
         let shown = redact_url(location);
         let open_error = |message: String| StoreError::Open {
             location: shown.clone(),

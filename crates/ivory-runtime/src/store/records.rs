@@ -127,10 +127,11 @@ impl Store {
             );
             let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
             for (kind, record) in chunk {
-                let data = serde_json::to_string(&record.data).map_err(|e| StoreError::Invalid {
-                    what: "record data",
-                    message: e.to_string(),
-                })?;
+                let data =
+                    serde_json::to_string(&record.data).map_err(|e| StoreError::Invalid {
+                        what: "record data",
+                        message: e.to_string(),
+                    })?;
                 query = query
                     .bind(scope.tenant)
                     .bind(*kind)
@@ -313,7 +314,8 @@ impl RecordSink for InstallationSink {
     ) -> BoxFuture<'a, Result<CommitReceipt, SinkError>> {
         Box::pin(async move {
             let now = self.clock.now();
-            let lease = jiff::SignedDuration::try_from(self.lease).unwrap_or(jiff::SignedDuration::MAX);
+            let lease =
+                jiff::SignedDuration::try_from(self.lease).unwrap_or(jiff::SignedDuration::MAX);
             let scope = CommitScope {
                 tenant: &self.tenant,
                 installation: &self.installation,

@@ -195,7 +195,11 @@ impl Store {
 
     /// Ends `run_id`'s lease at once (its process is known to be gone) and marks the run
     /// abandoned, so a new run can start.
-    pub async fn expire_lease(&self, installation_id: &str, run_id: &str) -> Result<(), StoreError> {
+    pub async fn expire_lease(
+        &self,
+        installation_id: &str,
+        run_id: &str,
+    ) -> Result<(), StoreError> {
         let mut tx = self.begin_write().await?;
         sqlx::query("DELETE FROM sync_locks WHERE installation_id = $1 AND run_id = $2")
             .bind(installation_id)
@@ -226,13 +230,14 @@ impl Store {
         error: Option<&str>,
         now: Timestamp,
     ) -> Result<(), StoreError> {
-        let cursor = cursor
-            .map(serde_json::to_string)
-            .transpose()
-            .map_err(|e| StoreError::Invalid {
-                what: "cursor",
-                message: e.to_string(),
-            })?;
+        let cursor =
+            cursor
+                .map(serde_json::to_string)
+                .transpose()
+                .map_err(|e| StoreError::Invalid {
+                    what: "cursor",
+                    message: e.to_string(),
+                })?;
         let mut tx = self.begin_write().await?;
         sqlx::query(
             "UPDATE sync_runs SET status = $1, finished_at = $2, records_created = $3, \

@@ -44,7 +44,9 @@ pub enum FetchError {
         message: String,
     },
     /// The upstream kept answering 429 until the retries ran out.
-    #[error("{method} {url} was rate limited (429) {attempts} times; gave up after {retries} retries")]
+    #[error(
+        "{method} {url} was rate limited (429) {attempts} times; gave up after {retries} retries"
+    )]
     RateLimited {
         /// HTTP method.
         method: String,
@@ -56,7 +58,9 @@ pub enum FetchError {
         retries: u32,
     },
     /// The upstream asked for a wait longer than the retry policy allows.
-    #[error("{method} {url} answered {status} with Retry-After {wait:?}, longer than the allowed {max:?}")]
+    #[error(
+        "{method} {url} answered {status} with Retry-After {wait:?}, longer than the allowed {max:?}"
+    )]
     RetryAfterTooLong {
         /// HTTP method.
         method: String,

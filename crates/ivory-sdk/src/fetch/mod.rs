@@ -24,12 +24,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use http::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, RETRY_AFTER};
 use http::Method;
+use http::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, RETRY_AFTER};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use serde::de::DeserializeOwned;
 use serde::Serialize;
+use serde::de::DeserializeOwned;
 use url::Url;
 
 pub use error::FetchError;
@@ -299,13 +299,15 @@ impl Fetcher {
         let Some(base) = &self.inner.base else {
             return Err(FetchError::InvalidUrl {
                 url: path_or_url.to_owned(),
-                reason: "no base URL: the manifest declares no hosts and no override is set"
-                    .into(),
+                reason: "no base URL: the manifest declares no hosts and no override is set".into(),
             });
         };
         let mut base = base.clone();
         base.set_query(None);
-        parse_url(&format!("{}{path_or_url}", base.as_str().trim_end_matches('/')))
+        parse_url(&format!(
+            "{}{path_or_url}",
+            base.as_str().trim_end_matches('/')
+        ))
     }
 
     fn jitter(&self) -> f64 {
@@ -350,10 +352,13 @@ impl Fetcher {
                 seen_429 += 1;
                 inner.counters.responses_429.fetch_add(1, Ordering::Relaxed);
             }
-            let decision =
-                inner
-                    .retry
-                    .decide(outcome, req.idempotent, retries, inner.clock.now(), self.jitter());
+            let decision = inner.retry.decide(
+                outcome,
+                req.idempotent,
+                retries,
+                inner.clock.now(),
+                self.jitter(),
+            );
             match decision {
                 Decision::Accept => {
                     let resp = attempt.map_err(|e| e.into_fetch_error(&method, &shown, retries))?;
@@ -383,13 +388,15 @@ impl Fetcher {
                 }
                 Decision::GiveUp(give_up) => {
                     return Err(match (give_up, attempt) {
-                        (GiveUp::RetryAfterTooLong(wait), Ok(resp)) => FetchError::RetryAfterTooLong {
-                            method,
-                            url: shown,
-                            status: resp.status,
-                            wait,
-                            max: inner.retry.max_retry_after,
-                        },
+                        (GiveUp::RetryAfterTooLong(wait), Ok(resp)) => {
+                            FetchError::RetryAfterTooLong {
+                                method,
+                                url: shown,
+                                status: resp.status,
+                                wait,
+                                max: inner.retry.max_retry_after,
+                            }
+                        }
                         (_, Ok(resp)) if resp.status == 429 => FetchError::RateLimited {
                             method,
                             url: shown,
@@ -755,7 +762,10 @@ mod tests {
         ] {
             let url = Url::parse(bad).expect("url");
             assert!(
-                matches!(f.inner.hosts.check(&url), Err(FetchError::HostNotAllowed { .. })),
+                matches!(
+                    f.inner.hosts.check(&url),
+                    Err(FetchError::HostNotAllowed { .. })
+                ),
                 "{bad} should be refused"
             );
         }
@@ -774,7 +784,10 @@ mod tests {
     #[test]
     fn relative_paths_must_be_rooted() {
         let f = fetcher(&["api.stripe.com"], None);
-        assert!(matches!(f.resolve("v1/x"), Err(FetchError::InvalidUrl { .. })));
+        assert!(matches!(
+            f.resolve("v1/x"),
+            Err(FetchError::InvalidUrl { .. })
+        ));
         assert_eq!(
             f.resolve("/v1/x").expect("ok").as_str(),
             "https://api.stripe.com/v1/x"

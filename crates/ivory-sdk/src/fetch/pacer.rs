@@ -84,7 +84,10 @@ impl Pacer {
     /// Waits for this request's slot; returns the time slept.
     pub async fn acquire(&self) -> Duration {
         let wait = {
-            let mut state = self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            let mut state = self
+                .state
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
             state.reserve(self.clock.elapsed())
         };
         self.clock.sleep(wait).await;
@@ -94,7 +97,10 @@ impl Pacer {
     /// Holds every request back for `wait` from now.
     pub fn block_for(&self, wait: Duration) {
         let until = self.clock.elapsed() + wait;
-        let mut state = self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut state = self
+            .state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         state.block_until(until);
     }
 }
@@ -140,7 +146,10 @@ mod tests {
         let mut gcra = Gcra::new(nz(600), nz(1));
         assert_eq!(gcra.reserve(Duration::ZERO), Duration::ZERO);
         gcra.block_until(Duration::from_secs(7));
-        assert_eq!(gcra.reserve(Duration::from_millis(150)), Duration::from_millis(6850));
+        assert_eq!(
+            gcra.reserve(Duration::from_millis(150)),
+            Duration::from_millis(6850)
+        );
     }
 
     proptest! {

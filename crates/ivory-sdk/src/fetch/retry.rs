@@ -113,13 +113,17 @@ impl RetryPolicy {
         jitter: f64,
     ) -> Decision {
         let (retryable, reason, asked) = match outcome {
-            Outcome::Status { status: 429, retry_after } => {
-                match retry_after.and_then(|v| parse_retry_after(v, now)) {
-                    Some(wait) => (true, RetryReason::RateLimitedRetryAfter, Some(wait)),
-                    None => (true, RetryReason::RateLimitedBackoff, None),
-                }
-            }
-            Outcome::Status { status: 408 | 500 | 502 | 503 | 504, retry_after } => {
+            Outcome::Status {
+                status: 429,
+                retry_after,
+            } => match retry_after.and_then(|v| parse_retry_after(v, now)) {
+                Some(wait) => (true, RetryReason::RateLimitedRetryAfter, Some(wait)),
+                None => (true, RetryReason::RateLimitedBackoff, None),
+            },
+            Outcome::Status {
+                status: 408 | 500 | 502 | 503 | 504,
+                retry_after,
+            } => {
                 if !idempotent {
                     return Decision::Accept;
                 }
@@ -204,7 +208,10 @@ mod tests {
     fn retry_after_forms() {
         assert_eq!(parse_retry_after("7", now()), Some(Duration::from_secs(7)));
         assert_eq!(parse_retry_after(" 0 ", now()), Some(Duration::ZERO));
-        assert_eq!(parse_retry_after("1.5", now()), Some(Duration::from_millis(1500)));
+        assert_eq!(
+            parse_retry_after("1.5", now()),
+            Some(Duration::from_millis(1500))
+        );
         assert_eq!(
             parse_retry_after("Sun, 06 Nov 1994 08:49:37 GMT", now()),
             Some(Duration::from_secs(7))
@@ -213,7 +220,14 @@ mod tests {
             parse_retry_after("Sun, 06 Nov 1994 08:49:00 GMT", now()),
             Some(Duration::ZERO)
         );
-        for bad in ["", "soon", "-3", "7s", "1.2.3", "Sun, 99 Nov 1994 08:49:37 GMT"] {
+        for bad in [
+            "",
+            "soon",
+            "-3",
+            "7s",
+            "1.2.3",
+            "Sun, 99 Nov 1994 08:49:37 GMT",
+        ] {
             assert_eq!(parse_retry_after(bad, now()), None, "{bad:?}");
         }
     }
@@ -229,23 +243,58 @@ mod tests {
             (status(200, None), true, 0, Decision::Accept),
             (status(404, None), true, 0, Decision::Accept),
             (status(401, None), true, 0, Decision::Accept),
-            (status(429, Some("7")), true, 0, retry(7, RetryReason::RateLimitedRetryAfter)),
-            (status(429, Some("7")), false, 0, retry(7, RetryReason::RateLimitedRetryAfter)),
-            (status(429, Some("7")), true, 6, Decision::GiveUp(GiveUp::Exhausted)),
+            (
+                status(429, Some("7")),
+                true,
+                0,
+                retry(7, RetryReason::RateLimitedRetryAfter),
+            ),
+            (
+                status(429, Some("7")),
+                false,
+                0,
+                retry(7, RetryReason::RateLimitedRetryAfter),
+            ),
+            (
+                status(429, Some("7")),
+                true,
+                6,
+                Decision::GiveUp(GiveUp::Exhausted),
+            ),
             (
                 status(429, Some("7200")),
                 true,
                 0,
                 Decision::GiveUp(GiveUp::RetryAfterTooLong(Duration::from_secs(7200))),
             ),
-            (status(503, Some("3")), true, 1, retry(3, RetryReason::ServerError)),
+            (
+                status(503, Some("3")),
+                true,
+                1,
+                retry(3, RetryReason::ServerError),
+            ),
             (status(500, None), false, 0, Decision::Accept),
-            (Outcome::ConnectFailed, false, 0, Decision::Retry {
-                delay: Duration::from_millis(250),
-                reason: RetryReason::Transport,
-            }),
-            (Outcome::TransportFailed, false, 0, Decision::GiveUp(GiveUp::NotIdempotent)),
-            (Outcome::TransportFailed, true, 6, Decision::GiveUp(GiveUp::Exhausted)),
+            (
+                Outcome::ConnectFailed,
+                false,
+                0,
+                Decision::Retry {
+                    delay: Duration::from_millis(250),
+                    reason: RetryReason::Transport,
+                },
+            ),
+            (
+                Outcome::TransportFailed,
+                false,
+                0,
+                Decision::GiveUp(GiveUp::NotIdempotent),
+            ),
+            (
+                Outcome::TransportFailed,
+                true,
+                6,
+                Decision::GiveUp(GiveUp::Exhausted),
+            ),
         ];
         for (outcome, idempotent, retries, expected) in cases {
             assert_eq!(
