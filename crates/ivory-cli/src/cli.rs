@@ -32,6 +32,16 @@ pub(crate) enum Command {
     /// Read and edit a tenant's records.
     #[command(subcommand)]
     Records(RecordsCommand),
+    /// The main job with zero setup: a local fake upstream, a tenant, a full and an
+    /// incremental sync, and a report.
+    Demo(DemoArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct DemoArgs {
+    /// Items the fake upstream serves.
+    #[arg(long, default_value_t = 5000)]
+    pub(crate) items: u64,
 }
 
 #[derive(Debug, Subcommand)]
@@ -69,15 +79,23 @@ pub(crate) struct SyncArgs {
     /// Print the summary as one JSON object.
     #[arg(long)]
     pub(crate) json: bool,
+    /// Retries per request after the first attempt (429, 5xx, connection errors).
+    #[arg(long, default_value_t = 6)]
+    pub(crate) max_retries: u32,
 }
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum RecordsCommand {
     /// Print a tenant's records of one kind as JSON Lines.
     Export {
+        /// The tenant.
         #[arg(long)]
         tenant: String,
+        /// The record kind, e.g. `stripe_invoice`.
         #[arg(long)]
         kind: String,
+        /// Include records deleted upstream (tombstones).
+        #[arg(long)]
+        include_deleted: bool,
     },
 }

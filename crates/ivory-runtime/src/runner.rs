@@ -25,7 +25,7 @@ use serde::Serialize;
 use tracing::Instrument;
 use url::Url;
 
-use crate::store::{InstallationSink, LockHolder, RunStatus, RunTotals, Store, StoreError};
+use crate::store::{InstallationSink, LockHolder, NewRun, RunStatus, RunTotals, Store, StoreError};
 
 /// Options of one sync.
 #[derive(Clone)]
@@ -259,15 +259,15 @@ impl Runner {
                 .unwrap_or(Timestamp::MAX);
             match self
                 .store
-                .begin_run(
-                    installation,
+                .begin_run(&NewRun {
+                    installation_id: installation,
                     tenant,
                     run_id,
-                    &self.holder,
-                    options.full_refresh,
+                    holder: &self.holder,
+                    full_refresh: options.full_refresh,
                     now,
-                    until,
-                )
+                    lease_until: until,
+                })
                 .await?
             {
                 Ok(()) => return Ok(()),

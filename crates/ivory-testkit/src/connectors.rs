@@ -12,7 +12,7 @@ use ivory_sdk::{Connector, Context, Error, Record, SyncResult};
 use jiff::Timestamp;
 use serde_json::Value;
 
-/// The record kind both connectors write.
+/// The record kind the example connectors write by default.
 pub const ITEM_KIND: &str = "item";
 
 /// The manifest of an items connector with this cursor kind and rate.
@@ -70,6 +70,8 @@ fn to_record(item: Value) -> Result<Record, Error> {
 pub struct ItemsConnector {
     /// Items per page.
     pub page_size: u32,
+    /// The record kind written (usually [`ITEM_KIND`]).
+    pub kind: &'static str,
 }
 
 impl Connector for ItemsConnector {
@@ -89,7 +91,7 @@ impl Connector for ItemsConnector {
                 .into_iter()
                 .map(to_record)
                 .collect::<Result<Vec<_>, _>>()?;
-            ctx.upsert(ITEM_KIND, records).await?;
+            ctx.upsert(self.kind, records).await?;
             if let Some(next) = page.next {
                 ctx.set_opaque_cursor(next).await?;
             }
@@ -104,6 +106,8 @@ impl Connector for ItemsConnector {
 pub struct ChangesConnector {
     /// Items per page.
     pub page_size: u32,
+    /// The record kind written (usually [`ITEM_KIND`]).
+    pub kind: &'static str,
 }
 
 impl Connector for ChangesConnector {
@@ -126,9 +130,29 @@ impl Connector for ChangesConnector {
                 .into_iter()
                 .map(to_record)
                 .collect::<Result<Vec<_>, _>>()?;
-            ctx.upsert(ITEM_KIND, records).await?;
+            ctx.upsert(self.kind, records).await?;
         }
         ctx.complete_window().await?;
         Ok(SyncResult::default())
+    }
+}
+
+impl ItemsConnector {
+    /// Pages of `page_size`, records of kind [`ITEM_KIND`].
+    pub fn new(page_size: u32) -> Self {
+        Self {
+            page_size,
+            kind: ITEM_KIND,
+        }
+    }
+}
+
+impl ChangesConnector {
+    /// Pages of `page_size`, records of kind [`ITEM_KIND`].
+    pub fn new(page_size: u32) -> Self {
+        Self {
+            page_size,
+            kind: ITEM_KIND,
+        }
     }
 }

@@ -1,5 +1,7 @@
 //! One module per subcommand.
 
+pub(crate) mod connectors;
+pub(crate) mod demo;
 pub(crate) mod manifest;
 pub(crate) mod records;
 pub(crate) mod sync;
@@ -17,5 +19,20 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Webhook(WebhookCommand::Verify(args)) => Ok(webhook::verify(&args)),
         Command::Sync(args) => sync::run(&cli.db, &args),
         Command::Records(cmd) => records::run(&cli.db, cmd),
+        Command::Demo(args) => demo::run(&cli.db, &args),
     }
+}
+
+/// A multi-threaded tokio runtime for the async commands.
+pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?)
+}
+
+/// Prints a usage error and returns exit code 2.
+pub(crate) fn usage_error(message: impl std::fmt::Display) -> ExitCode {
+    eprintln!("error: {message}");
+    ExitCode::from(2)
 }

@@ -18,7 +18,7 @@ use sqlx::{AnyPool, Executor};
 
 pub use installations::Installation;
 pub use records::{CommitScope, ExportedRecord, Fence, InstallationSink, Tombstones};
-pub use runs::{LockHolder, RunRecord, RunStatus, RunTotals};
+pub use runs::{LockHolder, NewRun, RunRecord, RunStatus, RunTotals};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 

@@ -58,6 +58,25 @@ pub struct LockHolder {
     pub expires_at: Timestamp,
 }
 
+/// A run about to start (see [`Store::begin_run`]).
+#[derive(Debug, Clone, Copy)]
+pub struct NewRun<'a> {
+    /// The installation.
+    pub installation_id: &'a str,
+    /// Its tenant.
+    pub tenant: &'a str,
+    /// The new run's id.
+    pub run_id: &'a str,
+    /// The process running it (`host:pid`).
+    pub holder: &'a str,
+    /// Whether the committed cursor is ignored.
+    pub full_refresh: bool,
+    /// Now.
+    pub now: Timestamp,
+    /// The lease's expiry.
+    pub lease_until: Timestamp,
+}
+
 /// The counts a run records.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct RunTotals {
@@ -111,16 +130,16 @@ impl Store {
     /// as running, in one transaction. Returns the current holder instead when another run's
     /// lease has not expired. A lease that expired (its process died) is taken over and its
     /// run marked abandoned.
-    pub async fn begin_run(
-        &self,
-        installation_id: &str,
-        tenant: &str,
-        run_id: &str,
-        holder: &str,
-        full_refresh: bool,
-        now: Timestamp,
-        lease_until: Timestamp,
-    ) -> Result<Result<(), LockHolder>, StoreError> {
+    pub async fn begin_run(&self, run: &NewRun<'_>) -> Result<Result<(), LockHolder>, StoreError> {
+        let NewRun {
+            installation_id,
+            tenant,
+            run_id,
+            holder,
+            full_refresh,
+            now,
+            lease_until,
+        } = *run;
         let mut tx = self.begin_write().await?;
         let previous = sqlx::query(
             "SELECT run_id, holder, expires_at FROM sync_locks WHERE installation_id = $1",

@@ -73,12 +73,8 @@ struct Case {
 async fn run_case(case: Case) -> (Snapshot, Snapshot, Option<Cursor>, Option<Cursor>) {
     let manifest = items_manifest("items", case.cursor, 100_000);
     let connector: Arc<dyn DynConnector> = match case.cursor {
-        CursorKind::UpdatedAt => Arc::new(ChangesConnector {
-            page_size: case.page,
-        }),
-        _ => Arc::new(ItemsConnector {
-            page_size: case.page,
-        }),
+        CursorKind::UpdatedAt => Arc::new(ChangesConnector::new(case.page)),
+        _ => Arc::new(ItemsConnector::new(case.page)),
     };
     // Small flushes so that updated_at syncs have several commits to die in.
     let base_options = |fake: &ItemsUpstream| SyncOptions {

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use ivory_runtime::store::{CommitScope, Fence, RunStatus};
+use ivory_runtime::store::{CommitScope, Fence, NewRun, RunStatus};
 use ivory_runtime::{RunError, StoreError};
 use ivory_sdk::manifest::CursorKind;
 use ivory_sdk::{Credentials, Cursor};
@@ -17,7 +17,7 @@ async fn opaque_cursor_full_then_incremental() {
     let env = env().await;
     let fake = ItemsUpstream::start(250, 1, 16).await.expect("fake");
     let manifest = items_manifest("items", CursorKind::OpaqueToken, 100_000);
-    let connector = ItemsConnector { page_size: 40 };
+    let connector = ItemsConnector::new(40);
     let runner = runner_at(&env.store, Duration::ZERO);
 
     let first = runner
@@ -91,7 +91,7 @@ async fn updated_at_watermark_rereads_its_boundary_and_sees_changes() {
     // 7 items per second: every page boundary of 25 falls inside a tie group.
     let fake = ItemsUpstream::start(200, 7, 8).await.expect("fake");
     let manifest = items_manifest("changes", CursorKind::UpdatedAt, 100_000);
-    let connector = ChangesConnector { page_size: 25 };
+    let connector = ChangesConnector::new(25);
     let runner = runner_at(&env.store, Duration::ZERO);
     let first = runner
         .sync(
@@ -153,7 +153,7 @@ async fn a_second_concurrent_run_is_refused_and_a_dead_one_is_taken_over() {
     let fake = ItemsUpstream::start(100, 1, 8).await.expect("fake");
     fake.hang_at_request(2);
     let manifest = items_manifest("items", CursorKind::OpaqueToken, 100_000);
-    let connector = ItemsConnector { page_size: 10 };
+    let connector = ItemsConnector::new(10);
 
     let stuck_runner = runner_at(&env.store, Duration::ZERO);
     let stuck = {
@@ -238,28 +238,28 @@ async fn a_run_that_lost_its_lease_cannot_commit() {
             .expect("t")
     };
     env.store
-        .begin_run(
-            &installation.id,
-            "acme",
-            "run_a",
-            "host:1",
-            false,
-            t,
-            later(60),
-        )
+        .begin_run(&NewRun {
+            installation_id: &installation.id,
+            tenant: "acme",
+            run_id: "run_a",
+            holder: "host:1",
+            full_refresh: false,
+            now: t,
+            lease_until: later(60),
+        })
         .await
         .expect("store")
         .expect("run a starts");
     env.store
-        .begin_run(
-            &installation.id,
-            "acme",
-            "run_b",
-            "host:2",
-            false,
-            later(120),
-            later(400),
-        )
+        .begin_run(&NewRun {
+            installation_id: &installation.id,
+            tenant: "acme",
+            run_id: "run_b",
+            holder: "host:2",
+            full_refresh: false,
+            now: later(120),
+            lease_until: later(400),
+        })
         .await
         .expect("store")
         .expect("run b takes over the expired lease");
@@ -297,7 +297,7 @@ async fn a_failed_sync_keeps_what_it_committed_and_the_next_run_resumes() {
     let fake = ItemsUpstream::start(100, 1, 8).await.expect("fake");
     fake.fault_at_request(3, Fault::Status(400));
     let manifest = items_manifest("items", CursorKind::OpaqueToken, 100_000);
-    let connector = ItemsConnector { page_size: 20 };
+    let connector = ItemsConnector::new(20);
     let runner = runner_at(&env.store, Duration::ZERO);
     let failed = runner
         .sync(
@@ -360,7 +360,7 @@ async fn a_dead_upstream_fails_in_bounded_time_and_changes_nothing() {
         .sync(
             "acme",
             &manifest,
-            &ItemsConnector { page_size: 10 },
+            &ItemsConnector::new(10),
             Credentials::None,
             options(base),
         )
@@ -385,7 +385,7 @@ async fn tenants_never_see_each_other() {
     let large = ItemsUpstream::start(70, 1, 8).await.expect("fake");
     large.touch(1, BASE_UPDATED + 99);
     let manifest = items_manifest("items", CursorKind::OpaqueToken, 100_000);
-    let connector = ItemsConnector { page_size: 25 };
+    let connector = ItemsConnector::new(25);
     let runner = runner_at(&env.store, Duration::ZERO);
     let a = runner
         .sync(
@@ -429,7 +429,7 @@ async fn bad_tenant_ids_are_refused() {
             .sync(
                 bad,
                 &manifest,
-                &ItemsConnector { page_size: 10 },
+                &ItemsConnector::new(10),
                 Credentials::None,
                 options(fake.base_url()),
             )

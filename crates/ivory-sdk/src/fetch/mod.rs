@@ -716,7 +716,7 @@ impl HostPolicy {
         if url.scheme() != "https" {
             return refuse(format!("only https is allowed, not {}", url.scheme()));
         }
-        if !self.allowed.iter().any(|allowed| *allowed == host) {
+        if !self.allowed.contains(&host) {
             return refuse(format!(
                 "not among the manifest's hosts [{}]",
                 self.allowed.join(", ")

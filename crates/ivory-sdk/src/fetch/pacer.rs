@@ -32,7 +32,9 @@ impl Gcra {
         let rate = per_minute.get();
         let burst = burst.get().min(rate);
         let steady = rate - burst + 1;
-        let interval = Duration::from_secs(60) / steady;
+        // Rounded up to the nanosecond: a truncated interval would let `steady + 1` requests
+        // fit in a minute.
+        let interval = Duration::from_nanos(60_000_000_000u64.div_ceil(u64::from(steady)));
         Self {
             interval,
             tolerance: interval * (burst - 1),

@@ -45,7 +45,11 @@
 //!    window has closed for it ([`Verified::replay_expires_at`]): the same delivery accepted
 //!    twice inside its window is [`Rejection::Replayed`]. Answer a replay with 2xx: it is
 //!    authentic and was already processed. [`InMemoryReplayGuard`] is the bounded in-process
-//!    implementation; the runtime persists the same trait in its store.
+//!    implementation; the runtime persists the same trait in its store. The cache stops
+//!    replays of *one delivery*; it does not merge the sender's own retries when the sender
+//!    re-signs them (Stripe and HubSpot sign each retry with a new timestamp): those are
+//!    deduplicated by event id ([`Verified::event_id`]) and idempotent upserts. Standard
+//!    Webhooks keeps its `webhook-id` across retries, so there the cache catches both.
 //! 3. **Schemes without a timestamp.** Airtable pings carry no timestamp header, no data, and
 //!    are retried for about a day (Airtable disables notifications after 13 failures), so an
 //!    authentic Airtable ping is accepted **whatever its age** and deduplicated on its content
