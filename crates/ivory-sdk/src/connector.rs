@@ -5,6 +5,8 @@ use std::pin::Pin;
 
 use crate::context::Context;
 use crate::error::Error;
+use crate::secret::Secret;
+use crate::webhook::{Delivery, Rejection, Scheme, Verified, Verifier};
 
 /// What a connector reports at the end of a sync, beyond the counts the runtime keeps.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -47,6 +49,32 @@ pub struct SyncResult {
 pub trait Connector: Send + Sync {
     /// Runs one sync for the installation the context belongs to.
     fn sync(&self, ctx: &mut Context) -> impl Future<Output = Result<SyncResult, Error>> + Send;
+
+    /// Verifies an inbound webhook delivery with the installation's secret. The default
+    /// verifies with the manifest's declared `scheme` and default tolerance; override it only
+    /// for an upstream whose scheme needs connector knowledge. The platform then applies the
+    /// replay cache.
+    fn verify_webhook(
+        &self,
+        delivery: &Delivery,
+        scheme: &Scheme,
+        secret: &Secret,
+    ) -> Result<Verified, Rejection> {
+        verify_with(delivery, scheme, secret)
+    }
+}
+
+/// The default webhook verification: `scheme` with `secret`, at the system time.
+fn verify_with(
+    delivery: &Delivery,
+    scheme: &Scheme,
+    secret: &Secret,
+) -> Result<Verified, Rejection> {
+    match Verifier::new(scheme.clone(), secret.expose()) {
+        Ok(verifier) => verifier.verify(delivery),
+        // A secret the scheme cannot use verifies nothing.
+        Err(_) => Err(Rejection::NoSignatureMatched),
+    }
 }
 
 /// A boxed future, as returned by [`DynConnector`].
@@ -57,11 +85,28 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 pub trait DynConnector: Send + Sync {
     /// [`Connector::sync`], boxed.
     fn sync_boxed<'a>(&'a self, ctx: &'a mut Context) -> BoxFuture<'a, Result<SyncResult, Error>>;
+
+    /// [`Connector::verify_webhook`].
+    fn verify_webhook_dyn(
+        &self,
+        delivery: &Delivery,
+        scheme: &Scheme,
+        secret: &Secret,
+    ) -> Result<Verified, Rejection>;
 }
 
 impl<C: Connector> DynConnector for C {
     fn sync_boxed<'a>(&'a self, ctx: &'a mut Context) -> BoxFuture<'a, Result<SyncResult, Error>> {
         Box::pin(self.sync(ctx))
+    }
+
+    fn verify_webhook_dyn(
+        &self,
+        delivery: &Delivery,
+        scheme: &Scheme,
+        secret: &Secret,
+    ) -> Result<Verified, Rejection> {
+        self.verify_webhook(delivery, scheme, secret)
     }
 }
 

@@ -7,6 +7,7 @@
 
 mod installations;
 mod records;
+mod replay;
 mod runs;
 
 use std::path::Path;
