@@ -316,7 +316,9 @@ impl Runner {
         fetch.base_url_override = options.base_url.clone();
         fetch.retry = options.retry.clone();
         fetch.http = options.http.clone();
-        fetch.bearer = credentials.bearer().cloned();
+        if let Some(secret) = credentials.bearer() {
+            fetch = fetch.with_bearer(secret.clone());
+        }
         fetch.jitter_seed = options.jitter_seed;
         let fetcher =
             Fetcher::new(fetch, self.clock.clone()).map_err(|e| RunError::Setup(e.to_string()))?;

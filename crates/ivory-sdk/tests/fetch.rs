@@ -172,13 +172,18 @@ async fn a_429_holds_back_every_request_of_the_installation() {
     let clock = fetcher.clock().clone();
     let first = fetcher.get("/limited").send();
     let second = async {
-        // Starts after the 429 has been seen.
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        // Starts once the 429 has been seen. (No timer here: a timer armed while a real socket
+        // is awaited would make the paused clock jump past the answer.)
+        while fetcher.stats().responses_429 == 0 {
+            tokio::task::yield_now().await;
+        }
+        let started = clock.elapsed();
         fetcher.get("/other").send().await.expect("ok");
-        clock.elapsed()
+        (started, clock.elapsed())
     };
-    let (first, second_at) = tokio::join!(first, second);
+    let (first, (started, second_at)) = tokio::join!(first, second);
     first.expect("ok");
+    assert!(started < Duration::from_secs(1), "{started:?}");
     assert!(
         second_at >= Duration::from_secs(5),
         "the other request went out at {second_at:?}"
@@ -562,5 +567,176 @@ async fn undecodable_pages_name_the_json_path() {
     match result {
         Err(PageError::Fetch(FetchError::Decode { path, .. })) => assert_eq!(path, "has_more"),
         other => panic!("expected a decode error, got {other:?}"),
+    }
+}
+
+mod credentials {
+    use std::sync::Mutex;
+
+    use ivory_sdk::Secret;
+    use ivory_sdk::connector::BoxFuture;
+    use ivory_sdk::fetch::{AuthError, Token, TokenSource};
+    use wiremock::matchers::header;
+
+    use super::*;
+
+    /// A token source whose token can be rotated; counts refreshes.
+    #[derive(Debug)]
+    struct Rotating {
+        current: Mutex<(String, u64)>,
+        next: Option<String>,
+        refreshes: AtomicUsize,
+        fail: Option<AuthError>,
+    }
+
+    impl Rotating {
+        fn new(token: &str, next: Option<&str>) -> Self {
+            Self {
+                current: Mutex::new((token.to_owned(), 1)),
+                next: next.map(str::to_owned),
+                refreshes: AtomicUsize::new(0),
+                fail: None,
+            }
+        }
+
+        fn set(&self, token: &str) {
+            let mut current = self.current.lock().expect("lock");
+            *current = (token.to_owned(), current.1 + 1);
+        }
+    }
+
+    impl TokenSource for Rotating {
+        fn token(&self) -> BoxFuture<'_, Result<Token, AuthError>> {
+            Box::pin(async move {
+                if let Some(error) = &self.fail {
+                    return Err(error.clone());
+                }
+                let current = self.current.lock().expect("lock").clone();
+                Ok(Token {
+                    secret: Secret::new(current.0),
+                    version: current.1,
+                })
+            })
+        }
+
+        fn unauthorized<'a>(
+            &'a self,
+            rejected: &'a Token,
+        ) -> BoxFuture<'a, Result<bool, AuthError>> {
+            Box::pin(async move {
+                self.refreshes.fetch_add(1, Ordering::SeqCst);
+                let mut current = self.current.lock().expect("lock");
+                if current.1 != rejected.version {
+                    return Ok(true); // someone else already rotated it: reload
+                }
+                match &self.next {
+                    Some(next) => {
+                        *current = (next.clone(), current.1 + 1);
+                        Ok(true)
+                    }
+                    None => Ok(false),
+                }
+            })
+        }
+    }
+
+    fn fetcher_with(server: &MockServer, source: Arc<dyn TokenSource>) -> Fetcher {
+        let mut config = FetchConfig::new(NonZeroU32::new(6000).expect("rate"), vec![]);
+        config.base_url_override = Some(Url::parse(&server.uri()).expect("uri"));
+        config.http = HttpConfig::virtual_time();
+        config.auth = Some(source);
+        Fetcher::new(config, Clock::starting_at(origin())).expect("fetcher")
+    }
+
+    async fn server_accepting(token: &str) -> MockServer {
+        let server = MockServer::start().await;
+        Mock::given(path("/me"))
+            .and(header("authorization", format!("Bearer {token}").as_str()))
+            .respond_with(ResponseTemplate::new(200).set_body_json(json!({"ok": true})))
+            .with_priority(1)
+            .mount(&server)
+            .await;
+        Mock::given(path("/me"))
+            .respond_with(ResponseTemplate::new(401).set_body_json(json!({"error": "expired"})))
+            .with_priority(2)
+            .mount(&server)
+            .await;
+        server
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_401_refreshes_once_and_sends_again() {
+        let server = server_accepting("fresh-token-fake").await;
+        let source = Arc::new(Rotating::new("stale-token-fake", Some("fresh-token-fake")));
+        let fetcher = fetcher_with(&server, source.clone());
+        fetcher
+            .get("/me")
+            .send()
+            .await
+            .expect("ok after the refresh");
+        assert_eq!(source.refreshes.load(Ordering::SeqCst), 1);
+        assert_eq!(fetcher.stats().requests, 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_second_401_is_final_not_a_loop() {
+        let server = server_accepting("never-issued").await;
+        let source = Arc::new(Rotating::new("stale-token-fake", Some("also-wrong-fake")));
+        let fetcher = fetcher_with(&server, source.clone());
+        let error = fetcher.get("/me").send().await.expect_err("401");
+        assert_eq!(error.status(), Some(401));
+        assert_eq!(source.refreshes.load(Ordering::SeqCst), 1);
+        assert_eq!(fetcher.stats().requests, 2);
+        // The error never carries the token.
+        assert!(!error.to_string().contains("wrong-fake"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_token_is_read_again_after_a_backoff() {
+        let server = MockServer::start().await;
+        let hits = Arc::new(AtomicUsize::new(0));
+        Mock::given(path("/me"))
+            .respond_with(RateLimitedThenOk {
+                hits: hits.clone(),
+                times: 1,
+                retry_after: Some("30".into()),
+            })
+            .mount(&server)
+            .await;
+        let source = Arc::new(Rotating::new("before-fake", None));
+        let fetcher = fetcher_with(&server, source.clone());
+        let request = fetcher.get("/me").send();
+        let rotate = async {
+            tokio::time::sleep(Duration::from_secs(10)).await;
+            source.set("after-fake");
+        };
+        let (result, ()) = tokio::join!(request, rotate);
+        result.expect("ok");
+        let sent = server.received_requests().await.expect("recorded");
+        let auth: Vec<_> = sent
+            .iter()
+            .map(|r| {
+                r.headers
+                    .get("authorization")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("")
+                    .to_owned()
+            })
+            .collect();
+        assert_eq!(auth, vec!["Bearer before-fake", "Bearer after-fake"]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_refused_grant_is_a_typed_reconsent_error_before_any_request() {
+        let server = server_accepting("x").await;
+        let mut source = Rotating::new("x", None);
+        source.fail = Some(AuthError::reconsent(
+            "the refresh token was revoked (invalid_grant); connect again",
+        ));
+        let fetcher = fetcher_with(&server, Arc::new(source));
+        let error = fetcher.get("/me").send().await.expect_err("no credential");
+        assert!(error.needs_reconsent(), "{error}");
+        assert!(error.to_string().contains("connect again"));
+        assert_eq!(fetcher.stats().requests, 0);
     }
 }

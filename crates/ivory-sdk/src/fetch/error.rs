@@ -87,6 +87,16 @@ pub enum FetchError {
         /// Retries made.
         retries: u32,
     },
+    /// No usable credential: the token source failed (a refresh was refused, say).
+    #[error("{url}: no usable credential: {message}")]
+    Auth {
+        /// The URL (without query).
+        url: String,
+        /// Why (never contains a token).
+        message: String,
+        /// True when the tenant must connect again.
+        needs_reconsent: bool,
+    },
     /// The response body exceeded the size limit.
     #[error("{url}: response body larger than {limit} bytes")]
     BodyTooLarge {
@@ -132,6 +142,17 @@ impl FetchError {
     /// True when the upstream's rate limit caused the failure.
     pub fn is_rate_limited(&self) -> bool {
         matches!(self.status(), Some(429))
+    }
+
+    /// True when the tenant must connect their account again.
+    pub fn needs_reconsent(&self) -> bool {
+        matches!(
+            self,
+            FetchError::Auth {
+                needs_reconsent: true,
+                ..
+            }
+        )
     }
 
     /// True for a transport failure (no usable response).

@@ -14,6 +14,7 @@
 //!
 //! All waiting goes through the injected [`Clock`], so tests run on tokio's paused time.
 
+mod auth;
 mod error;
 mod pacer;
 mod retry;
@@ -32,6 +33,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use url::Url;
 
+pub use auth::{AuthError, StaticToken, Token, TokenSource};
 pub use error::FetchError;
 pub use pacer::{Gcra, Pacer};
 pub use retry::{Decision, GiveUp, Outcome, RetryPolicy, RetryReason, parse_retry_after};
@@ -92,8 +94,8 @@ pub struct FetchConfig {
     pub retry: RetryPolicy,
     /// The HTTP client's settings.
     pub http: HttpConfig,
-    /// A bearer credential added to every request (unless a request opts out).
-    pub bearer: Option<Secret>,
+    /// Where the bearer credential of every request comes from (unless a request opts out).
+    pub auth: Option<Arc<dyn TokenSource>>,
     /// Seed of the backoff jitter (deterministic tests); `None` seeds from the OS.
     pub jitter_seed: Option<u64>,
 }
@@ -108,9 +110,16 @@ impl FetchConfig {
             base_url_override: None,
             retry: RetryPolicy::default(),
             http: HttpConfig::default(),
-            bearer: None,
+            auth: None,
             jitter_seed: None,
         }
+    }
+
+    /// Sends `secret` as a static bearer credential.
+    #[must_use]
+    pub fn with_bearer(mut self, secret: Secret) -> Self {
+        self.auth = Some(Arc::new(StaticToken::new(secret)));
+        self
     }
 }
 
@@ -160,7 +169,7 @@ struct Inner {
     base: Option<Url>,
     clock: Clock,
     counters: Counters,
-    bearer: Option<HeaderValue>,
+    auth: Option<Arc<dyn TokenSource>>,
     rng: Mutex<StdRng>,
     max_body_bytes: usize,
 }
@@ -193,18 +202,6 @@ impl Fetcher {
                 None => None,
             },
         };
-        let bearer = match &config.bearer {
-            Some(secret) => {
-                let mut value = HeaderValue::from_str(&format!("Bearer {}", secret.expose()))
-                    .map_err(|_| FetchError::Build {
-                        url: String::new(),
-                        reason: "the credential contains characters not allowed in a header".into(),
-                    })?;
-                value.set_sensitive(true);
-                Some(value)
-            }
-            None => None,
-        };
         let rng = match config.jitter_seed {
             Some(seed) => StdRng::seed_from_u64(seed),
             None => StdRng::from_os_rng(),
@@ -218,7 +215,7 @@ impl Fetcher {
                 base,
                 clock,
                 counters: Counters::default(),
-                bearer,
+                auth: config.auth,
                 rng: Mutex::new(rng),
                 max_body_bytes: config.http.max_body_bytes,
             }),
@@ -322,11 +319,43 @@ impl Fetcher {
         let method = req.method.to_string();
         let mut retries = 0u32;
         let mut seen_429 = 0u32;
+        let mut refreshed_after_401 = false;
         loop {
             let slept = inner.pacer.acquire().await;
             inner.counters.add_sleep(slept);
+            // Asked before every attempt: a refresh during a backoff is picked up.
+            let token = match (&inner.auth, req.auth) {
+                (Some(source), true) => {
+                    Some(source.token().await.map_err(|e| FetchError::Auth {
+                        url: shown.clone(),
+                        message: e.message,
+                        needs_reconsent: e.needs_reconsent,
+                    })?)
+                }
+                _ => None,
+            };
             inner.counters.requests.fetch_add(1, Ordering::Relaxed);
-            let attempt = self.attempt(&req).await;
+            let attempt = self.attempt(&req, token.as_ref()).await;
+            if let (Ok(resp), Some(token), Some(source)) = (&attempt, &token, &inner.auth)
+                && resp.status == 401
+                && !refreshed_after_401
+            {
+                refreshed_after_401 = true;
+                let renewed = source
+                    .unauthorized(token)
+                    .await
+                    .map_err(|e| FetchError::Auth {
+                        url: shown.clone(),
+                        message: e.message,
+                        needs_reconsent: e.needs_reconsent,
+                    })?;
+                if renewed {
+                    tracing::debug!(url = %shown, "Credential refreshed after a 401; sending again.");
+                    retries += 1;
+                    inner.counters.retries.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
+            }
             let (outcome, response) = match &attempt {
                 Ok(resp) => {
                     let retry_after = resp.headers.get(RETRY_AFTER).and_then(|v| v.to_str().ok());
@@ -344,6 +373,13 @@ impl Fetcher {
                     return Err(FetchError::BodyTooLarge {
                         url: shown,
                         limit: inner.max_body_bytes,
+                    });
+                }
+                Err(AttemptError::Credential(message)) => {
+                    return Err(FetchError::Auth {
+                        url: shown,
+                        message: message.clone(),
+                        needs_reconsent: false,
                     });
                 }
             };
@@ -411,16 +447,20 @@ impl Fetcher {
         }
     }
 
-    async fn attempt(&self, req: &Prepared) -> Result<Response, AttemptError> {
+    async fn attempt(
+        &self,
+        req: &Prepared,
+        token: Option<&Token>,
+    ) -> Result<Response, AttemptError> {
         let inner = &*self.inner;
         let mut builder = inner
             .client
             .request(req.method.clone(), req.url.clone())
             .headers(req.headers.clone());
-        if req.auth
-            && let Some(bearer) = &inner.bearer
-        {
-            builder = builder.header(AUTHORIZATION, bearer.clone());
+        if let Some(token) = token {
+            let header =
+                auth::bearer_header(token).map_err(|e| AttemptError::Credential(e.message))?;
+            builder = builder.header(AUTHORIZATION, header);
         }
         if let Some(body) = &req.body {
             builder = builder.body(body.clone());
@@ -466,6 +506,7 @@ enum AttemptError {
     Connect(String),
     Transport(String),
     TooLarge,
+    Credential(String),
 }
 
 impl AttemptError {
@@ -493,6 +534,11 @@ impl AttemptError {
             AttemptError::TooLarge => FetchError::BodyTooLarge {
                 url: url.to_owned(),
                 limit: 0,
+            },
+            AttemptError::Credential(message) => FetchError::Auth {
+                url: url.to_owned(),
+                message,
+                needs_reconsent: false,
             },
         }
     }
