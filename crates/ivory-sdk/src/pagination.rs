@@ -380,7 +380,9 @@ pub fn next_link(value: &str) -> Option<String> {
         let target = &rest[start + 1..end];
         let after = &rest[end + 1..];
         let params_end = after.find('<').unwrap_or(after.len());
-        let params = &after[..params_end];
+        // The parameters of this link value end where the next `<` starts; a `,` separates
+        // link values.
+        let params = after[..params_end].trim_end().trim_end_matches(',');
         let is_next = params.split(';').any(|param| {
             let Some((name, val)) = param.split_once('=') else {
                 return false;
@@ -407,6 +409,14 @@ mod tests {
 
     #[test]
     fn link_headers() {
+        assert_eq!(
+            next_link(r#"<https://a/3>; rel="next", <https://a/9>; rel="last""#).as_deref(),
+            Some("https://a/3")
+        );
+        assert_eq!(
+            next_link(r#"<https://a/3>; rel=next, <https://a/9>; rel=last"#).as_deref(),
+            Some("https://a/3")
+        );
         assert_eq!(
             next_link(r#"<https://a/x?p=2>; rel=next"#).as_deref(),
             Some("https://a/x?p=2")
