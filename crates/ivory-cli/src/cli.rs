@@ -27,6 +27,9 @@ pub(crate) enum Command {
     /// Verify webhook deliveries.
     #[command(subcommand)]
     Webhook(WebhookCommand),
+    /// Connect a tenant's own upstream account: the OAuth dance, an API key, or a grant
+    /// obtained elsewhere.
+    Connect(ConnectArgs),
     /// Run a connector's sync for one tenant.
     Sync(SyncArgs),
     /// Read and edit a tenant's records.
@@ -98,4 +101,36 @@ pub(crate) enum RecordsCommand {
         #[arg(long)]
         include_deleted: bool,
     },
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ConnectArgs {
+    /// A built-in connector id (or use --manifest).
+    #[arg(required_unless_present = "manifest", conflicts_with = "manifest")]
+    pub(crate) connector: Option<String>,
+    /// Any connector's manifest.json (a connector author testing locally: http and loopback
+    /// URLs are allowed).
+    #[arg(long)]
+    pub(crate) manifest: Option<PathBuf>,
+    /// The tenant whose account is connected.
+    #[arg(long)]
+    pub(crate) tenant: String,
+    /// Read the tenant's API key from standard input (api_key connectors).
+    #[arg(long, conflicts_with_all = ["api_key", "access_token"])]
+    pub(crate) api_key_stdin: bool,
+    /// The tenant's API key (lands in your shell history: prefer --api-key-stdin).
+    #[arg(long, conflicts_with = "access_token")]
+    pub(crate) api_key: Option<String>,
+    /// Store an OAuth access token obtained elsewhere (tests, migrations).
+    #[arg(long)]
+    pub(crate) access_token: Option<String>,
+    /// With --access-token: its refresh token.
+    #[arg(long, requires = "access_token")]
+    pub(crate) refresh_token: Option<String>,
+    /// With --access-token: seconds until it expires.
+    #[arg(long, requires = "access_token")]
+    pub(crate) expires_in: Option<u64>,
+    /// How long to wait for the OAuth callback, in seconds.
+    #[arg(long, default_value_t = 600)]
+    pub(crate) timeout: u64,
 }

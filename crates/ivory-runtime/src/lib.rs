@@ -5,8 +5,11 @@
 //! the ordering guarantees connectors rely on (records durably stored before the cursor moves,
 //! one run at a time per installation).
 
+pub mod oauth;
 pub mod runner;
 pub mod store;
+pub mod vault;
 
 pub use runner::{RunError, Runner, SinkWrapper, SyncOptions, SyncSummary};
 pub use store::{Backend, Installation, Store, StoreError};
+pub use vault::{MasterKeys, Vault, VaultError};

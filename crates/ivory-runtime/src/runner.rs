@@ -20,6 +20,7 @@ use ivory_sdk::{
     Clock, Context, ContextParts, Credentials, DynConnector, FetchConfig, Fetcher, HttpConfig,
     Progress, RecordSink,
 };
+use ivory_sdk::fetch::TokenSource;
 use jiff::{SignedDuration, Timestamp};
 use serde::Serialize;
 use tracing::Instrument;
@@ -46,6 +47,9 @@ pub struct SyncOptions {
     pub progress: Option<Arc<dyn Progress>>,
     /// Seed of the backoff jitter.
     pub jitter_seed: Option<u64>,
+    /// Where request credentials come from (an OAuth source that refreshes); `None`: the
+    /// `credentials` passed to [`Runner::sync`], as a static bearer.
+    pub token_source: Option<Arc<dyn TokenSource>>,
     /// Wraps the store's sink: certification and tests inject faults between the connector
     /// and the store with it (a crash inside a commit, say). `None` in production.
     pub wrap_sink: Option<SinkWrapper>,
@@ -76,6 +80,7 @@ impl Default for SyncOptions {
             progress: None,
             jitter_seed: None,
             wrap_sink: None,
+            token_source: None,
         }
     }
 }
@@ -122,6 +127,14 @@ pub enum RunError {
         installation: String,
         /// Who holds it.
         holder: LockHolder,
+    },
+    /// The installation's grant was revoked upstream: the tenant must connect again.
+    #[error("installation {installation} needs the tenant to connect again: {reason}")]
+    NeedsReconsent {
+        /// The installation.
+        installation: String,
+        /// Why.
+        reason: String,
     },
     /// The store failed.
     #[error(transparent)]
@@ -177,6 +190,14 @@ impl Runner {
             .store
             .ensure_installation(tenant, manifest, &Default::default(), now)
             .await?;
+        if installation.status == "needs_reconsent" {
+            return Err(RunError::NeedsReconsent {
+                installation: installation.id,
+                reason: installation
+                    .status_reason
+                    .unwrap_or_else(|| "the grant was revoked".into()),
+            });
+        }
         let run_id = format!("run_{}", uuid::Uuid::now_v7().simple());
         self.take_lease(&installation.id, tenant, &run_id, &options)
             .await?;
@@ -316,7 +337,9 @@ impl Runner {
         fetch.base_url_override = options.base_url.clone();
         fetch.retry = options.retry.clone();
         fetch.http = options.http.clone();
-        if let Some(secret) = credentials.bearer() {
+        if let Some(source) = &options.token_source {
+            fetch.auth = Some(source.clone());
+        } else if let Some(secret) = credentials.bearer() {
             fetch = fetch.with_bearer(secret.clone());
         }
         fetch.jitter_seed = options.jitter_seed;

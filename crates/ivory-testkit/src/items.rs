@@ -6,14 +6,20 @@
 //! Items are `{"id": "it_0000042", "object": "item", "updated": <unix seconds>, "amount": n,
 //! "note": "…"}`, listed in ascending id order; the changes feed orders by (`updated`, `id`).
 //! Several items share each `updated` second, so window boundaries have ties.
+//!
+//! [`ItemsUpstream::start`] keeps every item in memory; [`ItemsUpstream::start_generated`]
+//! computes each item from its index when a page is served and writes the page's JSON directly,
+//! so a fake of millions of items costs neither memory nor much CPU (the benchmarks use it, so
+//! that the fake does not dominate what they measure).
 
 use std::collections::VecDeque;
+use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -60,12 +66,65 @@ struct Inner {
     hang_at: Option<usize>,
     fault_at: std::collections::HashMap<usize, Fault>,
     served: usize,
+    /// Set in generated mode: `items` stays empty and items are computed from their index.
+    generated: Option<Generated>,
+}
+
+/// The items of a generated fake: item `n` (1-based, `n <= count`) is
+/// `item_json(n, BASE_UPDATED + (n - 1) / ties, pad)`, so the id order and the
+/// (`updated`, `id`) order coincide.
+#[derive(Debug)]
+struct Generated {
+    count: u64,
+    ties: u64,
+    note: String,
+}
+
+impl Generated {
+    fn updated(&self, n: u64) -> i64 {
+        BASE_UPDATED + i64::try_from((n - 1) / self.ties).unwrap_or(i64::MAX)
+    }
+
+    /// The 1-based index of the item with this id, if it exists.
+    fn index_of(&self, id: &str) -> Option<u64> {
+        let n: u64 = id.strip_prefix("it_")?.parse().ok()?;
+        (n >= 1 && n <= self.count && format!("it_{n:07}") == id).then_some(n)
+    }
+
+    /// Appends item `n`'s JSON: the same object as [`item_json`], keys in sorted order.
+    fn write_item(&self, out: &mut String, n: u64) {
+        let _ = write!(
+            out,
+            r#"{{"amount":{},"currency":"eur","id":"it_{n:07}","note":"{}","object":"item","updated":{}}}"#,
+            n * 100,
+            self.note,
+            self.updated(n),
+        );
+    }
+
+    /// Appends the JSON array of items `first..=last` (1-based; empty when `first > last`).
+    fn write_items(&self, out: &mut String, first: u64, last: u64) {
+        out.push('[');
+        for n in first..=last {
+            if n > first {
+                out.push(',');
+            }
+            self.write_item(out, n);
+        }
+        out.push(']');
+    }
+
+    fn page_capacity(&self, items: u64) -> usize {
+        usize::try_from(items).unwrap_or(0) * (self.note.len() + 110) + 128
+    }
 }
 
 #[derive(Debug)]
 struct Shared {
     inner: Mutex<Inner>,
     started: tokio::time::Instant,
+    /// The system time when `started` was taken.
+    started_wall: std::time::SystemTime,
     hung: Notify,
 }
 
@@ -114,6 +173,25 @@ impl ItemsUpstream {
                 }
             })
             .collect();
+        Self::serve(items, None).await
+    }
+
+    /// Starts a fake serving the same `count` items as [`ItemsUpstream::start`] would, but
+    /// computed from their index when a page is served instead of stored: memory stays flat
+    /// whatever `count`, and a page's JSON is written directly (no `Value` per item). Faults,
+    /// hangs, the request log and [`ItemsUpstream::enforce_rpm`] work as in the stored mode;
+    /// [`ItemsUpstream::append`] and [`ItemsUpstream::touch`] are not supported (they log a
+    /// warning and change nothing).
+    pub async fn start_generated(count: u64, ties: u64, pad: usize) -> std::io::Result<Self> {
+        let generated = Generated {
+            count,
+            ties: ties.max(1),
+            note: "x".repeat(pad),
+        };
+        Self::serve(Vec::new(), Some(generated)).await
+    }
+
+    async fn serve(items: Vec<Item>, generated: Option<Generated>) -> std::io::Result<Self> {
         let shared = Arc::new(Shared {
             inner: Mutex::new(Inner {
                 items,
@@ -123,8 +201,10 @@ impl ItemsUpstream {
                 hang_at: None,
                 fault_at: std::collections::HashMap::new(),
                 served: 0,
+                generated,
             }),
             started: tokio::time::Instant::now(),
+            started_wall: std::time::SystemTime::now(),
             hung: Notify::new(),
         });
         let app = Router::new()
@@ -184,6 +264,10 @@ impl ItemsUpstream {
     /// Appends `count` new items, updated at `updated`.
     pub fn append(&self, count: u64, updated: i64, pad: usize) {
         let mut inner = self.lock();
+        if inner.generated.is_some() {
+            tracing::warn!("ItemsUpstream::append is not supported by a generated fake; ignored");
+            return;
+        }
         let start = inner.items.len() as u64 + 1;
         for n in start..start + count {
             inner.items.push(Item {
@@ -197,6 +281,10 @@ impl ItemsUpstream {
     /// Changes item `n` (1-based): a new amount, updated at `updated`.
     pub fn touch(&self, n: usize, updated: i64) {
         let mut inner = self.lock();
+        if inner.generated.is_some() {
+            tracing::warn!("ItemsUpstream::touch is not supported by a generated fake; ignored");
+            return;
+        }
         if let Some(item) = inner.items.get_mut(n.saturating_sub(1)) {
             item.updated = updated;
             item.body["updated"] = json!(updated);
@@ -211,7 +299,18 @@ impl ItemsUpstream {
 
     /// The number of items.
     pub fn len(&self) -> usize {
-        self.lock().items.len()
+        let inner = self.lock();
+        match &inner.generated {
+            Some(generated) => usize::try_from(generated.count).unwrap_or(usize::MAX),
+            None => inner.items.len(),
+        }
+    }
+
+    /// The system time at which the first logged request arrived (meaningful on the real
+    /// clock only: under paused tokio time the log's times are virtual).
+    pub fn first_request_at(&self) -> Option<std::time::SystemTime> {
+        let first = self.lock().log.first().map(|r| r.at)?;
+        self.shared.started_wall.checked_add(first)
     }
 
     /// True when there are no items.
@@ -300,6 +399,9 @@ async fn list(
     }
     let limit = params.limit.unwrap_or(10).clamp(1, 100);
     let inner = shared.inner.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(generated) = &inner.generated {
+        return list_generated(generated, limit, params.starting_after.as_deref());
+    }
     let start = match &params.starting_after {
         Some(after) => match inner
             .items
@@ -322,6 +424,57 @@ async fn list(
         "data": data,
     }))
     .into_response()
+}
+
+fn list_generated(generated: &Generated, limit: usize, starting_after: Option<&str>) -> Response {
+    let first = match starting_after {
+        Some(after) => match generated.index_of(after) {
+            Some(n) => n + 1,
+            None => {
+                let body = json!({"error": {"type": "invalid_request_error", "message": format!("No such item: '{after}'"), "param": "starting_after"}});
+                return (StatusCode::BAD_REQUEST, Json(body)).into_response();
+            }
+        },
+        None => 1,
+    };
+    let last = (first + limit as u64 - 1).min(generated.count);
+    let mut body = String::with_capacity(generated.page_capacity(limit as u64));
+    body.push_str(r#"{"data":"#);
+    generated.write_items(&mut body, first, last);
+    let has_more = last < generated.count;
+    let _ = write!(
+        body,
+        r#","has_more":{has_more},"object":"list","url":"/v1/items"}}"#
+    );
+    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+fn changes_generated(
+    generated: &Generated,
+    since: Option<i64>,
+    limit: usize,
+    offset: usize,
+) -> Response {
+    // Items before `skip` were updated before `since` (updated is non-decreasing in n).
+    let skip = match since {
+        Some(since) if since > BASE_UPDATED => u64::try_from(since - BASE_UPDATED)
+            .unwrap_or(u64::MAX)
+            .saturating_mul(generated.ties)
+            .min(generated.count),
+        _ => 0,
+    };
+    let total = generated.count - skip;
+    let offset = (offset as u64).min(total);
+    let end = (offset + limit as u64).min(total);
+    let mut body = String::with_capacity(generated.page_capacity(end - offset));
+    body.push_str(r#"{"#);
+    if end < total {
+        let _ = write!(body, r#""paging":{{"next":{{"after":"{end}"}}}},"#);
+    }
+    body.push_str(r#""results":"#);
+    generated.write_items(&mut body, skip + offset + 1, skip + end);
+    let _ = write!(body, r#","total":{total}}}"#);
+    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
 #[derive(Debug, Deserialize)]
@@ -349,6 +502,9 @@ async fn changes(
         }
     };
     let inner = shared.inner.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(generated) = &inner.generated {
+        return changes_generated(generated, params.since, limit, offset);
+    }
     let since = params.since.unwrap_or(i64::MIN);
     let mut matching: Vec<&Item> = inner.items.iter().filter(|i| i.updated >= since).collect();
     matching.sort_by(|a, b| (a.updated, &a.id).cmp(&(b.updated, &b.id)));
@@ -369,4 +525,83 @@ async fn changes(
 async fn unexpected(uri: axum::http::Uri) -> Response {
     let body = json!({"error": {"type": "invalid_request_error", "message": format!("Unrecognized request URL ({uri}) — the fake does not serve it")}});
     (StatusCode::NOT_FOUND, Json(body)).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn body_of(response: Response) -> Value {
+        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .expect("body");
+        serde_json::from_slice(&bytes).expect("JSON")
+    }
+
+    async fn list_page(fake: &ItemsUpstream, limit: usize, after: Option<&str>) -> Value {
+        let query = match after {
+            Some(after) => format!("limit={limit}&starting_after={after}"),
+            None => format!("limit={limit}"),
+        };
+        let uri: axum::http::Uri = format!("/v1/items?{query}").parse().expect("uri");
+        let params = ListParams {
+            limit: Some(limit),
+            starting_after: after.map(str::to_owned),
+        };
+        body_of(list(State(fake.shared.clone()), Query(params), uri).await).await
+    }
+
+    async fn changes_page(
+        fake: &ItemsUpstream,
+        since: Option<i64>,
+        limit: usize,
+        after: Option<&str>,
+    ) -> Value {
+        let uri: axum::http::Uri = "/v1/items/changes".parse().expect("uri");
+        let params = ChangesParams {
+            since,
+            limit: Some(limit),
+            after: after.map(str::to_owned),
+        };
+        body_of(changes(State(fake.shared.clone()), Query(params), uri).await).await
+    }
+
+    /// The generated mode serves exactly what the stored mode serves.
+    #[tokio::test]
+    async fn generated_pages_equal_stored_pages() {
+        let stored = ItemsUpstream::start(23, 3, 17).await.expect("stored");
+        let generated = ItemsUpstream::start_generated(23, 3, 17)
+            .await
+            .expect("generated");
+        assert_eq!(generated.len(), 23);
+        for (limit, after) in [
+            (10, None),
+            (10, Some("it_0000010")),
+            (10, Some("it_0000020")),
+            (100, Some("it_0000023")),
+            (5, Some("it_0000099")),
+            (5, Some("it_10")),
+        ] {
+            assert_eq!(
+                list_page(&generated, limit, after).await,
+                list_page(&stored, limit, after).await,
+                "limit {limit}, after {after:?}"
+            );
+        }
+        for (since, limit, after) in [
+            (None, 10, None),
+            (Some(BASE_UPDATED + 2), 4, None),
+            (Some(BASE_UPDATED + 2), 4, Some("4")),
+            (Some(BASE_UPDATED + 2), 4, Some("16")),
+            (Some(BASE_UPDATED - 5), 200, None),
+            (Some(BASE_UPDATED + 100), 10, None),
+            (None, 10, Some("x")),
+        ] {
+            assert_eq!(
+                changes_page(&generated, since, limit, after).await,
+                changes_page(&stored, since, limit, after).await,
+                "since {since:?}, limit {limit}, after {after:?}"
+            );
+        }
+    }
 }

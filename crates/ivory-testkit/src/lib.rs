@@ -6,3 +6,4 @@
 
 pub mod connectors;
 pub mod items;
+pub mod oauth;

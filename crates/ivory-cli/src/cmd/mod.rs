@@ -1,5 +1,6 @@
 //! One module per subcommand.
 
+pub(crate) mod connect;
 pub(crate) mod connectors;
 pub(crate) mod demo;
 pub(crate) mod manifest;
@@ -17,6 +18,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(manifest::check(&path, test_mode))
         }
         Command::Webhook(WebhookCommand::Verify(args)) => Ok(webhook::verify(&args)),
+        Command::Connect(args) => connect::run(&cli.db, &args),
         Command::Sync(args) => sync::run(&cli.db, &args),
         Command::Records(cmd) => records::run(&cli.db, cmd),
         Command::Demo(args) => demo::run(&cli.db, &args),
@@ -29,6 +31,15 @@ pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .worker_threads(2)
         .enable_all()
         .build()?)
+}
+
+/// The credentials vault of the store at `db`: keys from `IVORY_MASTER_KEY`, else the key file
+/// `<db>.key` (created 0600 on first use).
+pub(crate) fn vault_for(db: &str) -> anyhow::Result<ivory_runtime::Vault> {
+    let env = std::env::var(ivory_runtime::vault::MASTER_KEY_ENV).ok();
+    let key_file = std::path::PathBuf::from(format!("{db}.key"));
+    let keys = ivory_runtime::MasterKeys::load(env.as_deref(), &key_file)?;
+    Ok(ivory_runtime::Vault::new(keys))
 }
 
 /// Prints a usage error and returns exit code 2.

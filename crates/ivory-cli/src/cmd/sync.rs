@@ -10,11 +10,14 @@ use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressStyle};
 use ivory_runtime::{RunError, Runner, Store, StoreError, SyncOptions, SyncSummary};
-use ivory_sdk::fetch::RetryPolicy;
+use ivory_runtime::oauth::{OAuthApp, OAuthEndpoints, OAuthTokenSource};
+use ivory_runtime::store::StoredGrant;
+use ivory_sdk::fetch::{RetryPolicy, TokenSource};
+use ivory_sdk::manifest::{AuthType, Manifest};
 use ivory_sdk::{Clock, Credentials, Progress, ProgressSnapshot};
 
 use super::connectors::{BUILTIN_IDS, builtin};
-use super::{runtime, usage_error};
+use super::{runtime, usage_error, vault_for};
 use crate::cli::SyncArgs;
 
 pub(crate) fn run(db: &str, args: &SyncArgs) -> anyhow::Result<ExitCode> {
@@ -40,15 +43,27 @@ pub(crate) fn run(db: &str, args: &SyncArgs) -> anyhow::Result<ExitCode> {
         progress: progress.clone().map(|p| Arc::new(p) as Arc<dyn Progress>),
         ..SyncOptions::default()
     };
+    let mut options = options;
     runtime()?.block_on(async {
         let store = Store::open(db).await?;
-        let runner = Runner::new(store.clone(), Clock::system());
+        let clock = Clock::system();
+        let credentials = match credentials_for(db, &store, &args.tenant, &builtin.manifest, &clock).await? {
+            Ok((credentials, source)) => {
+                options.token_source = source;
+                credentials
+            }
+            Err(message) => {
+                eprintln!("error: {message}");
+                return Ok(ExitCode::from(1));
+            }
+        };
+        let runner = Runner::new(store.clone(), clock);
         let result = runner
             .sync(
                 &args.tenant,
                 &builtin.manifest,
                 builtin.connector.as_ref(),
-                Credentials::None,
+                credentials,
                 options,
             )
             .await;
@@ -71,6 +86,10 @@ pub(crate) fn run(db: &str, args: &SyncArgs) -> anyhow::Result<ExitCode> {
                 );
                 ExitCode::from(1)
             }
+            Err(error @ RunError::NeedsReconsent { .. }) => {
+                eprintln!("error: {error}");
+                ExitCode::from(1)
+            }
             Err(RunError::Store(StoreError::Invalid { what, message })) => {
                 usage_error(format!("{what}: {message}"))
             }
@@ -81,6 +100,55 @@ pub(crate) fn run(db: &str, args: &SyncArgs) -> anyhow::Result<ExitCode> {
         };
         Ok(code)
     })
+}
+
+type Loaded = (Credentials, Option<Arc<dyn TokenSource>>);
+
+/// The tenant's stored credentials for the connector (decrypted), and for OAuth a token source
+/// that refreshes them; `Err` with a message telling the user what to do when they are missing.
+async fn credentials_for(
+    db: &str,
+    store: &Store,
+    tenant: &str,
+    manifest: &Manifest,
+    clock: &Clock,
+) -> anyhow::Result<Result<Loaded, String>> {
+    if manifest.connection.auth == AuthType::None {
+        return Ok(Ok((Credentials::None, None)));
+    }
+    let missing = || {
+        format!(
+            "tenant {tenant} has not connected {id}: run `ivory connect {id} --tenant {tenant}` first",
+            id = manifest.id
+        )
+    };
+    let Some(installation) = store.installation(tenant, &manifest.id).await? else {
+        return Ok(Err(missing()));
+    };
+    let vault = Arc::new(vault_for(db)?);
+    let Some((grant, _)) = store.credentials(&installation.id, &vault).await? else {
+        return Ok(Err(missing()));
+    };
+    let credentials = grant.to_credentials();
+    let source: Option<Arc<dyn TokenSource>> = match (&grant, OAuthEndpoints::from_manifest(manifest)) {
+        (StoredGrant::OAuth2(_), Ok(endpoints)) => {
+            let app = match OAuthApp::from_env(|k| std::env::var(k).ok()) {
+                Ok(app) => app,
+                Err(error) => return Ok(Err(error.to_string())),
+            };
+            Some(Arc::new(OAuthTokenSource::new(
+                store.clone(),
+                vault,
+                app,
+                endpoints.token_url,
+                &installation.id,
+                clock.clone(),
+                ivory_runtime::oauth::http::token_client()?,
+            )))
+        }
+        _ => None,
+    };
+    Ok(Ok((credentials, source)))
 }
 
 fn print_summary(summary: &SyncSummary, json: bool) -> anyhow::Result<()> {

@@ -22,8 +22,10 @@ pub struct Installation {
     pub connector_version: String,
     /// Installation settings.
     pub settings: BTreeMap<String, String>,
-    /// `active`, …
+    /// `active`, `needs_reconsent`, …
     pub status: String,
+    /// Why the status is not `active`, when it is not.
+    pub status_reason: Option<String>,
     /// When it was installed.
     pub created_at: Timestamp,
 }
@@ -114,7 +116,7 @@ impl Store {
         connector_id: &str,
     ) -> Result<Option<Installation>, StoreError> {
         let row = sqlx::query(
-            "SELECT id, tenant_id, connector_id, connector_version, settings, status, created_at \
+            "SELECT id, tenant_id, connector_id, connector_version, settings, status, status_reason, created_at \
              FROM installations WHERE tenant_id = $1 AND connector_id = $2",
         )
         .bind(tenant)
@@ -140,8 +142,30 @@ impl Store {
                 message: e.to_string(),
             })?,
             status: row.try_get("status").map_err(read)?,
+            status_reason: row.try_get("status_reason").map_err(read)?,
             created_at: from_ms(row.try_get("created_at").map_err(read)?)?,
         }))
+    }
+
+    /// Sets an installation's status (`active`, `needs_reconsent`, …) and why.
+    pub async fn set_installation_status(
+        &self,
+        installation_id: &str,
+        status: &str,
+        reason: Option<&str>,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE installations SET status = $1, status_reason = $2, updated_at = $3 WHERE id = $4",
+        )
+        .bind(status)
+        .bind(reason)
+        .bind(to_ms(now))
+        .bind(installation_id)
+        .execute(self.pool())
+        .await
+        .map_err(query_error("set installation status"))?;
+        Ok(())
     }
 
     /// The installation's committed cursor.

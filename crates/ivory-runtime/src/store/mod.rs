@@ -5,6 +5,7 @@
 //! Times are stored as BIGINT epoch milliseconds, JSON as TEXT (the `Any` driver has neither
 //! timestamp nor JSON types). Every record query is keyed by tenant first.
 
+mod credentials;
 mod installations;
 mod records;
 mod replay;
@@ -17,6 +18,7 @@ use std::sync::Once;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Executor};
 
+pub use credentials::{CredentialsError, GrantVersion, OAuth2Grant, StoredGrant, Swap};
 pub use installations::Installation;
 pub use records::{CommitScope, ExportedRecord, Fence, InstallationSink, Tombstones};
 pub use runs::{LockHolder, NewRun, RunRecord, RunStatus, RunTotals};

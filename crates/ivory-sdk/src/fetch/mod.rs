@@ -177,7 +177,7 @@ struct Inner {
 impl Fetcher {
     /// Builds a fetcher. Fails when the base URL or a credential cannot be used.
     pub fn new(config: FetchConfig, clock: Clock) -> Result<Self, FetchError> {
-        let _ = rustls::crypto::ring::default_provider().install_default();
+        install_tls_provider();
         let mut builder = reqwest::Client::builder()
             .user_agent(concat!("ivory-connector-sdk/", env!("CARGO_PKG_VERSION")))
             .redirect(reqwest::redirect::Policy::none());
@@ -489,6 +489,12 @@ impl Fetcher {
             url: req.url.clone(),
         })
     }
+}
+
+/// Installs the process-wide TLS crypto provider (ring) that reqwest clients need; call it
+/// before building any other reqwest client in the process. Idempotent.
+pub fn install_tls_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
 fn status_error(method: &str, shown: &str, resp: &Response, retries: u32) -> FetchError {
