@@ -27,6 +27,13 @@ pub(crate) enum Command {
     /// Verify webhook deliveries.
     #[command(subcommand)]
     Webhook(WebhookCommand),
+    /// Install a listing for a tenant: review and consent to its scopes and hosts.
+    Install(InstallArgs),
+    /// Uninstall: stop syncs, revoke and delete the tenant's credentials and webhook secret.
+    Uninstall(UninstallArgs),
+    /// List or inspect installations.
+    #[command(subcommand)]
+    Installations(InstallationsCommand),
     /// Connect a tenant's own upstream account: the OAuth dance, an API key, or a grant
     /// obtained elsewhere.
     Connect(ConnectArgs),
@@ -130,7 +137,55 @@ pub(crate) struct ConnectArgs {
     /// With --access-token: seconds until it expires.
     #[arg(long, requires = "access_token")]
     pub(crate) expires_in: Option<u64>,
+    /// Read the installation's webhook signing secret from standard input (Stripe's endpoint
+    /// secret): stored encrypted, used to verify deliveries.
+    #[arg(long, conflicts_with = "api_key_stdin")]
+    pub(crate) webhook_secret_stdin: bool,
     /// How long to wait for the OAuth callback, in seconds.
     #[arg(long, default_value_t = 600)]
     pub(crate) timeout: u64,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct InstallArgs {
+    /// The listing: a built-in connector id (or use --manifest).
+    #[arg(required_unless_present = "manifest", conflicts_with = "manifest")]
+    pub(crate) listing: Option<String>,
+    /// Any connector's manifest.json (a connector author testing locally).
+    #[arg(long)]
+    pub(crate) manifest: Option<PathBuf>,
+    /// The tenant.
+    #[arg(long)]
+    pub(crate) tenant: String,
+    /// Consent to the listing's scopes and hosts without a prompt (scripts).
+    #[arg(long)]
+    pub(crate) approve: bool,
+    /// An installation setting, `KEY=VALUE` (repeatable), validated against the listing.
+    #[arg(long = "setting", value_name = "KEY=VALUE")]
+    pub(crate) settings: Vec<String>,
+    /// Print the result as JSON.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct UninstallArgs {
+    /// The listing (connector id).
+    pub(crate) listing: String,
+    /// The tenant.
+    #[arg(long)]
+    pub(crate) tenant: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum InstallationsCommand {
+    /// The tenant's installations.
+    List {
+        /// The tenant.
+        #[arg(long)]
+        tenant: String,
+        /// An array of objects with id, connector, version, status, webhook_path, settings.
+        #[arg(long)]
+        json: bool,
+    },
 }

@@ -55,8 +55,25 @@ fn ivory(db: &Path, callback: &str) -> StdCommand {
 /// Runs `ivory connect --manifest …` in the background, plays the tenant's browser on the URL
 /// it prints, and returns the process output and what the browser saw on the callback page.
 async fn dance(db: &Path, manifest: &Path, callback: &str) -> (Output, String) {
+    let installed = ivory(db, callback)
+        .args(["install", "--tenant", "acme", "--approve", "--manifest"])
+        .arg(manifest)
+        .output()
+        .expect("install");
+    assert!(
+        installed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&installed.stderr)
+    );
     let mut child = ivory(db, callback)
-        .args(["connect", "--tenant", "acme", "--timeout", "30", "--manifest"])
+        .args([
+            "connect",
+            "--tenant",
+            "acme",
+            "--timeout",
+            "30",
+            "--manifest",
+        ])
         .arg(manifest)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -71,7 +88,8 @@ async fn dance(db: &Path, manifest: &Path, callback: &str) -> (Output, String) {
     })
     .await
     .expect("join");
-    let url = Url::parse(&url).unwrap_or_else(|e| panic!("first line is the URL, got {url:?}: {e}"));
+    let url =
+        Url::parse(&url).unwrap_or_else(|e| panic!("first line is the URL, got {url:?}: {e}"));
 
     ivory_sdk::fetch::install_tls_provider();
     let browser = reqwest::Client::builder()
@@ -111,7 +129,9 @@ async fn the_oauth_dance_through_the_binary() {
     let dir = tempfile::tempdir().expect("dir");
     let db = dir.path().join("ivory.db");
     let callback = format!("http://127.0.0.1:{}/oauth/callback", free_port());
-    let fake = OAuthServer::start(&[&callback], Duration::from_secs(3600)).await.expect("fake");
+    let fake = OAuthServer::start(&[&callback], Duration::from_secs(3600))
+        .await
+        .expect("fake");
     let manifest = write_manifest(dir.path(), &fake);
 
     let (output, page) = dance(&db, &manifest, &callback).await;
@@ -123,10 +143,17 @@ async fn the_oauth_dance_through_the_binary() {
     assert_eq!(fake.exchanges(), 1);
     // The vault's key file was created next to the database, private.
     let key_file = dir.path().join("ivory.db.key");
-    let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&key_file).expect("key file").permissions());
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(&key_file)
+            .expect("key file")
+            .permissions(),
+    );
     assert_eq!(mode & 0o777, 0o600);
     // No token in anything printed.
-    assert!(!stdout.contains("access-") && !stderr.contains("access-"), "{stdout}{stderr}");
+    assert!(
+        !stdout.contains("access-") && !stderr.contains("access-"),
+        "{stdout}{stderr}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -134,7 +161,9 @@ async fn a_denied_consent_exits_1_with_the_reason() {
     let dir = tempfile::tempdir().expect("dir");
     let db = dir.path().join("ivory.db");
     let callback = format!("http://127.0.0.1:{}/oauth/callback", free_port());
-    let fake = OAuthServer::start(&[&callback], Duration::from_secs(3600)).await.expect("fake");
+    let fake = OAuthServer::start(&[&callback], Duration::from_secs(3600))
+        .await
+        .expect("fake");
     fake.deny();
     let manifest = write_manifest(dir.path(), &fake);
     let (output, page) = dance(&db, &manifest, &callback).await;
@@ -149,11 +178,17 @@ async fn grants_from_elsewhere_and_usage_errors() {
     let dir = tempfile::tempdir().expect("dir");
     let db = dir.path().join("ivory.db");
     let callback = format!("http://127.0.0.1:{}/oauth/callback", free_port());
-    let fake = OAuthServer::start(&[&callback], Duration::from_secs(3600)).await.expect("fake");
+    let fake = OAuthServer::start(&[&callback], Duration::from_secs(3600))
+        .await
+        .expect("fake");
     let manifest = write_manifest(dir.path(), &fake);
     let run = |args: Vec<String>, stdin: Option<&'static str>| {
         let mut command = ivory(&db, &callback);
-        command.args(&args).stdout(Stdio::piped()).stderr(Stdio::piped()).stdin(Stdio::piped());
+        command
+            .args(&args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .stdin(Stdio::piped());
         let mut child = command.spawn().expect("spawn");
         if let (Some(text), Some(mut input)) = (stdin, child.stdin.take()) {
             input.write_all(text.as_bytes()).expect("stdin");
@@ -161,32 +196,110 @@ async fn grants_from_elsewhere_and_usage_errors() {
         child.wait_with_output().expect("wait")
     };
     let m = manifest.to_string_lossy().into_owned();
-    let ok = run(
-        vec!["connect".into(), "--manifest".into(), m.clone(), "--tenant".into(), "acme".into(),
-             "--access-token".into(), "tok-fake-elsewhere".into(), "--refresh-token".into(),
-             "ref-fake-elsewhere".into(), "--expires-in".into(), "1800".into()],
+    let not_installed = run(
+        vec![
+            "connect".into(),
+            "--manifest".into(),
+            m.clone(),
+            "--tenant".into(),
+            "acme".into(),
+            "--access-token".into(),
+            "tok-fake-elsewhere".into(),
+        ],
         None,
     );
-    assert_eq!(ok.status.code(), Some(0), "{}", String::from_utf8_lossy(&ok.stderr));
+    assert_eq!(not_installed.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&not_installed.stderr)
+            .contains("ivory install oauth-example --tenant acme")
+    );
+    let installed = run(
+        vec![
+            "install".into(),
+            "--manifest".into(),
+            m.clone(),
+            "--tenant".into(),
+            "acme".into(),
+            "--approve".into(),
+        ],
+        None,
+    );
+    assert_eq!(
+        installed.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&installed.stderr)
+    );
+    let ok = run(
+        vec![
+            "connect".into(),
+            "--manifest".into(),
+            m.clone(),
+            "--tenant".into(),
+            "acme".into(),
+            "--access-token".into(),
+            "tok-fake-elsewhere".into(),
+            "--refresh-token".into(),
+            "ref-fake-elsewhere".into(),
+            "--expires-in".into(),
+            "1800".into(),
+        ],
+        None,
+    );
+    assert_eq!(
+        ok.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
     assert!(!String::from_utf8_lossy(&ok.stdout).contains("tok-fake"));
 
     let wrong_kind = run(
-        vec!["connect".into(), "--manifest".into(), m.clone(), "--tenant".into(), "acme".into(), "--api-key-stdin".into()],
+        vec![
+            "connect".into(),
+            "--manifest".into(),
+            m.clone(),
+            "--tenant".into(),
+            "acme".into(),
+            "--api-key-stdin".into(),
+        ],
         Some("sk_test_fake_key\n"),
     );
     assert_eq!(wrong_kind.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&wrong_kind.stderr).contains("uses oauth2, not an API key"));
 
-    let unknown = run(vec!["connect".into(), "nope".into(), "--tenant".into(), "acme".into()], None);
+    let unknown = run(
+        vec![
+            "connect".into(),
+            "nope".into(),
+            "--tenant".into(),
+            "acme".into(),
+        ],
+        None,
+    );
     assert_eq!(unknown.status.code(), Some(2));
 
     let missing_manifest = run(
-        vec!["connect".into(), "--manifest".into(), "/nonexistent/manifest.json".into(), "--tenant".into(), "a".into()],
+        vec![
+            "connect".into(),
+            "--manifest".into(),
+            "/nonexistent/manifest.json".into(),
+            "--tenant".into(),
+            "a".into(),
+        ],
         None,
     );
     assert_eq!(missing_manifest.status.code(), Some(2));
 
-    let no_auth = run(vec!["connect".into(), "example-items".into(), "--tenant".into(), "acme".into()], None);
+    let no_auth = run(
+        vec![
+            "connect".into(),
+            "example-items".into(),
+            "--tenant".into(),
+            "acme".into(),
+        ],
+        None,
+    );
     assert_eq!(no_auth.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&no_auth.stderr).contains("needs no credentials"));
 }

@@ -134,6 +134,12 @@ async fn a_sync_against_nothing_fails_with_exit_1_and_changes_nothing() {
         .expect("port")
         .port();
     let base = format!("http://127.0.0.1:{port}");
+    let installed = ivory(
+        &db,
+        &["install", "example-items", "--tenant", "acme", "--approve"],
+    )
+    .await;
+    assert!(installed.status.success(), "{}", stderr(&installed));
     let output = ivory(
         &db,
         &[

@@ -119,8 +119,9 @@ fn to_datetime(value: Value, what: &str) -> Eval<Option<Timestamp>> {
     }
 }
 
-/// How two values compare: `Some(ordering)`, or `None` when they are unequal but unordered
-/// (a blank and a datetime, or values of unrelated types).
+/// A comparison. Pairs that are unequal but unordered (a blank and a datetime, or values of
+/// unrelated types) are `!=` and nothing else, except that ordering values of unrelated types
+/// is an error.
 fn compare(op: BinaryOp, left: Value, right: Value) -> Eval<Value> {
     use Value::*;
     if left.is_error() {
@@ -194,9 +195,11 @@ impl<R: Fn(&str) -> Option<Value>> Evaluator<'_, R> {
             ExprKind::Boolean(b) => Ok(Value::Boolean(*b)),
             ExprKind::Field(name) => match (self.record)(name) {
                 None => Ok(Value::Blank),
-                Some(Value::Number(x)) if !x.is_finite() => Err(fail(format!(
-                    "field {{{name}}} holds a number that is not finite"
-                ))),
+                Some(Value::Number(x)) => number_result(x).map_err(|_| {
+                    fail(format!(
+                        "field {{{name}}} holds a number that is not finite"
+                    ))
+                }),
                 Some(value) => Ok(value),
             },
             ExprKind::Negate(operand) => {

@@ -8,7 +8,7 @@ use crate::span::{Span, write_located};
 
 /// A formula that does not parse: where, and what was expected there.
 ///
-/// Displays as `column 7: expected `)` after the arguments of IF` (or
+/// Displays as ``column 7: expected `)` after the arguments of IF`` (or
 /// `line 2, column 7: …` past the first line).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub struct ParseError {

@@ -46,7 +46,7 @@ fn write_expr(f: &mut fmt::Formatter<'_>, expr: &Expr, min_precedence: u8) -> fm
         ExprKind::Field(name) => write!(f, "{{{name}}}"),
         ExprKind::Negate(operand) => {
             f.write_char('-')?;
-            if let ExprKind::Boolean(_) = operand.kind {
+            if let ExprKind::Number(_) = operand.kind {
                 // `-12` would read back as the literal −12, not as a negation.
                 f.write_char('(')?;
                 write_expr(f, operand, 0)?;

@@ -15,12 +15,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ivory_sdk::fetch::RetryPolicy;
+use ivory_sdk::fetch::TokenSource;
 use ivory_sdk::manifest::Manifest;
 use ivory_sdk::{
     Clock, Context, ContextParts, Credentials, DynConnector, FetchConfig, Fetcher, HttpConfig,
     Progress, RecordSink,
 };
-use ivory_sdk::fetch::TokenSource;
 use jiff::{SignedDuration, Timestamp};
 use serde::Serialize;
 use tracing::Instrument;
@@ -128,6 +128,24 @@ pub enum RunError {
         /// Who holds it.
         holder: LockHolder,
     },
+    /// The tenant has not installed this connector (or uninstalled it).
+    #[error(
+        "tenant {tenant} has not installed {connector}: run `ivory install {connector} --tenant {tenant}` first"
+    )]
+    NotInstalled {
+        /// The tenant.
+        tenant: String,
+        /// The connector.
+        connector: String,
+    },
+    /// The connector now calls hosts the tenant admin did not consent to.
+    #[error("installation {installation} calls hosts not consented to ({}); upgrade it with `ivory install` to review and approve", hosts.join(", "))]
+    ConsentRequired {
+        /// The installation.
+        installation: String,
+        /// The hosts without consent.
+        hosts: Vec<String>,
+    },
     /// The installation's grant was revoked upstream: the tenant must connect again.
     #[error("installation {installation} needs the tenant to connect again: {reason}")]
     NeedsReconsent {
@@ -186,10 +204,31 @@ impl Runner {
     ) -> Result<SyncSummary, RunError> {
         let started = self.clock.elapsed();
         let now = self.clock.now();
+        crate::store::validate_tenant(tenant)?;
+        let _ = now;
         let installation = self
             .store
-            .ensure_installation(tenant, manifest, &Default::default(), now)
-            .await?;
+            .installation(tenant, &manifest.id)
+            .await?
+            .filter(|i| i.status != "uninstalled")
+            .ok_or_else(|| RunError::NotInstalled {
+                tenant: tenant.to_owned(),
+                connector: manifest.id.clone(),
+            })?;
+        if let Some(consent) = self.store.consent(&installation.id).await? {
+            let unconsented: Vec<String> = manifest
+                .hosts
+                .iter()
+                .filter(|h| !consent.hosts.contains(*h))
+                .cloned()
+                .collect();
+            if !unconsented.is_empty() {
+                return Err(RunError::ConsentRequired {
+                    installation: installation.id,
+                    hosts: unconsented,
+                });
+            }
+        }
         if installation.status == "needs_reconsent" {
             return Err(RunError::NeedsReconsent {
                 installation: installation.id,

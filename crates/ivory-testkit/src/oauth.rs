@@ -158,7 +158,11 @@ fn next(inner: &mut Inner, prefix: &str) -> String {
 }
 
 fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response {
-    (status, Json(json!({"error": error, "error_description": description}))).into_response()
+    (
+        status,
+        Json(json!({"error": error, "error_description": description})),
+    )
+        .into_response()
 }
 
 #[derive(Debug, Deserialize)]
@@ -172,21 +176,38 @@ struct AuthorizeParams {
     code_challenge_method: Option<String>,
 }
 
-async fn authorize(State(shared): State<Arc<Shared>>, Query(p): Query<AuthorizeParams>) -> Response {
+async fn authorize(
+    State(shared): State<Arc<Shared>>,
+    Query(p): Query<AuthorizeParams>,
+) -> Response {
     let mut inner = shared.inner.lock().unwrap_or_else(|e| e.into_inner());
     if p.client_id.as_deref() != Some(CLIENT_ID) {
-        return oauth_error(StatusCode::BAD_REQUEST, "invalid_client", "unknown client_id");
+        return oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_client",
+            "unknown client_id",
+        );
     }
     let Some(redirect) = p.redirect_uri.filter(|r| inner.redirect_uris.contains(r)) else {
         // Never redirect to an unregistered URI.
-        return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "redirect_uri is not registered");
+        return oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "redirect_uri is not registered",
+        );
     };
     let Ok(mut back) = Url::parse(&redirect) else {
-        return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "bad redirect_uri");
+        return oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "bad redirect_uri",
+        );
     };
     let state = p.state.unwrap_or_default();
     let fail = |mut back: Url, error: &str| {
-        back.query_pairs_mut().append_pair("error", error).append_pair("state", &state);
+        back.query_pairs_mut()
+            .append_pair("error", error)
+            .append_pair("state", &state);
         Redirect::to(back.as_str()).into_response()
     };
     if p.response_type.as_deref() != Some("code") {
@@ -213,7 +234,9 @@ async fn authorize(State(shared): State<Arc<Shared>>, Query(p): Query<AuthorizeP
             issued: Instant::now(),
         },
     );
-    back.query_pairs_mut().append_pair("code", &code).append_pair("state", &state);
+    back.query_pairs_mut()
+        .append_pair("code", &code)
+        .append_pair("state", &state);
     Redirect::to(back.as_str()).into_response()
 }
 
@@ -243,7 +266,9 @@ fn client_authenticated(headers: &HeaderMap, form: &TokenForm) -> bool {
 
 fn issue(inner: &mut Inner, scope: &str, refresh: Option<String>) -> serde_json::Value {
     let access = next(inner, "access");
-    inner.access.insert(access.clone(), Instant::now() + inner.access_ttl);
+    inner
+        .access
+        .insert(access.clone(), Instant::now() + inner.access_ttl);
     let mut body = json!({
         "access_token": access,
         "token_type": "Bearer",
@@ -257,30 +282,54 @@ fn issue(inner: &mut Inner, scope: &str, refresh: Option<String>) -> serde_json:
     body
 }
 
-async fn token(State(shared): State<Arc<Shared>>, headers: HeaderMap, Form(form): Form<TokenForm>) -> Response {
+async fn token(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Form(form): Form<TokenForm>,
+) -> Response {
     let mut inner = shared.inner.lock().unwrap_or_else(|e| e.into_inner());
     if !client_authenticated(&headers, &form) {
-        return oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", "client authentication failed");
+        return oauth_error(
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+            "client authentication failed",
+        );
     }
     match form.grant_type.as_deref() {
         Some("authorization_code") => {
             // Single use, even when the exchange fails.
             let Some(code) = form.code.as_ref().and_then(|c| inner.codes.remove(c)) else {
-                return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", "unknown or used code");
+                return oauth_error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_grant",
+                    "unknown or used code",
+                );
             };
             if code.issued.elapsed() > Duration::from_secs(600) {
                 return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", "code expired");
             }
             if form.redirect_uri.as_deref() != Some(code.redirect_uri.as_str()) {
-                return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", "redirect_uri mismatch");
+                return oauth_error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_grant",
+                    "redirect_uri mismatch",
+                );
             }
             if let Some(challenge) = &code.challenge {
                 let Some(verifier) = &form.code_verifier else {
-                    return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", "code_verifier missing");
+                    return oauth_error(
+                        StatusCode::BAD_REQUEST,
+                        "invalid_grant",
+                        "code_verifier missing",
+                    );
                 };
                 let computed = URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()));
                 if &computed != challenge {
-                    return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", "code_verifier mismatch");
+                    return oauth_error(
+                        StatusCode::BAD_REQUEST,
+                        "invalid_grant",
+                        "code_verifier mismatch",
+                    );
                 }
             }
             inner.exchanges += 1;
@@ -289,10 +338,18 @@ async fn token(State(shared): State<Arc<Shared>>, headers: HeaderMap, Form(form)
         }
         Some("refresh_token") => {
             let Some(old) = form.refresh_token.as_ref() else {
-                return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "refresh_token missing");
+                return oauth_error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_request",
+                    "refresh_token missing",
+                );
             };
             let Some(old_access) = inner.refresh.remove(old) else {
-                return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", "refresh token is invalid, expired or revoked");
+                return oauth_error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_grant",
+                    "refresh token is invalid, expired or revoked",
+                );
             };
             inner.refreshes += 1;
             inner.access.remove(&old_access);
@@ -305,7 +362,11 @@ async fn token(State(shared): State<Arc<Shared>>, headers: HeaderMap, Form(form)
             let refresh = next(&mut inner, "refresh");
             Json(issue(&mut inner, "", Some(refresh))).into_response()
         }
-        _ => oauth_error(StatusCode::BAD_REQUEST, "unsupported_grant_type", "unsupported grant_type"),
+        _ => oauth_error(
+            StatusCode::BAD_REQUEST,
+            "unsupported_grant_type",
+            "unsupported grant_type",
+        ),
     }
 }
 
@@ -333,6 +394,10 @@ async fn me(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
         .and_then(|v| v.strip_prefix("Bearer "));
     match token.and_then(|t| inner.access.get(t)) {
         Some(expires) if Instant::now() < *expires => Json(json!({"ok": true})).into_response(),
-        _ => oauth_error(StatusCode::UNAUTHORIZED, "invalid_token", "expired or unknown token"),
+        _ => oauth_error(
+            StatusCode::UNAUTHORIZED,
+            "invalid_token",
+            "expired or unknown token",
+        ),
     }
 }

@@ -17,7 +17,7 @@ use std::time::Duration;
 use axum::extract::{RawQuery, State};
 use axum::response::Html;
 use ivory_runtime::oauth::{self, CallbackParams, OAuthApp, OAuthEndpoints, flow};
-use ivory_runtime::store::{OAuth2Grant, StoredGrant};
+use ivory_runtime::store::{OAuth2Grant, StoredGrant, WebhookSecretSource};
 use ivory_runtime::{Store, Vault};
 use ivory_sdk::manifest::{AuthType, Manifest, ValidationMode};
 use ivory_sdk::{Clock, Secret};
@@ -25,7 +25,7 @@ use jiff::SignedDuration;
 use tokio::sync::{mpsc, oneshot};
 
 use super::connectors::builtin;
-use super::{runtime, usage_error, vault_for};
+use super::{actor, runtime, usage_error, vault_for};
 use crate::cli::ConnectArgs;
 
 pub(crate) fn run(db: &str, args: &ConnectArgs) -> anyhow::Result<ExitCode> {
@@ -40,6 +40,25 @@ pub(crate) fn run(db: &str, args: &ConnectArgs) -> anyhow::Result<ExitCode> {
         },
         (None, None) => return Ok(usage_error("name a connector or --manifest PATH")),
     };
+    let webhook_secret = if args.webhook_secret_stdin {
+        let mut secret = String::new();
+        std::io::stdin().read_to_string(&mut secret)?;
+        let secret = secret.trim().to_owned();
+        if secret.is_empty() {
+            return Ok(usage_error("the webhook secret on standard input is empty"));
+        }
+        if manifest.webhooks.is_none() {
+            return Ok(usage_error(format!(
+                "connector {} receives no webhooks",
+                manifest.id
+            )));
+        }
+        Some(Secret::new(secret))
+    } else {
+        None
+    };
+    let only_webhook_secret =
+        webhook_secret.is_some() && args.api_key.is_none() && args.access_token.is_none();
     let api_key = if args.api_key_stdin {
         let mut key = String::new();
         std::io::stdin().read_to_string(&mut key)?;
@@ -54,6 +73,7 @@ pub(crate) fn run(db: &str, args: &ConnectArgs) -> anyhow::Result<ExitCode> {
         return Ok(usage_error("the API key is empty"));
     }
     let grant = match (&api_key, &args.access_token, manifest.connection.auth) {
+        _ if only_webhook_secret => None,
         (Some(key), _, AuthType::ApiKey) => Some(StoredGrant::ApiKey(Secret::new(key.clone()))),
         (Some(_), _, other) => {
             return Ok(usage_error(format!(
@@ -90,16 +110,38 @@ pub(crate) fn run(db: &str, args: &ConnectArgs) -> anyhow::Result<ExitCode> {
             )));
         }
         (None, None, AuthType::None) => {
-            return Ok(usage_error(format!("connector {} needs no credentials", manifest.id)));
+            return Ok(usage_error(format!(
+                "connector {} needs no credentials",
+                manifest.id
+            )));
         }
     };
     let vault = vault_for(db)?;
     runtime()?.block_on(async {
         let store = Store::open(db).await?;
         let clock = Clock::system();
-        let installation = store
-            .ensure_installation(&args.tenant, &manifest, &Default::default(), clock.now())
-            .await?;
+        let Some(installation) = store
+            .installation(&args.tenant, &manifest.id)
+            .await?
+            .filter(|i| i.status != "uninstalled")
+        else {
+            eprintln!(
+                "error: tenant {tenant} has not installed {id}: run `ivory install {id} --tenant {tenant}` first",
+                tenant = args.tenant,
+                id = manifest.id
+            );
+            return Ok(ExitCode::from(1));
+        };
+        if let Some(secret) = &webhook_secret {
+            store
+                .set_webhook_secret(&installation, secret, WebhookSecretSource::Tenant, &vault, &actor(), clock.now())
+                .await?;
+            println!("webhook secret stored for installation {}", installation.id);
+            if only_webhook_secret {
+                store.close().await;
+                return Ok(ExitCode::SUCCESS);
+            }
+        }
         let code = match grant {
             Some(grant) => {
                 store
@@ -135,7 +177,11 @@ async fn oauth_dance(
         Ok(endpoints) => endpoints,
         Err(error) => return Ok(usage_error(error)),
     };
-    let host = app.redirect_uri.host_str().unwrap_or("127.0.0.1").to_owned();
+    let host = app
+        .redirect_uri
+        .host_str()
+        .unwrap_or("127.0.0.1")
+        .to_owned();
     let port = app.redirect_uri.port_or_known_default().unwrap_or(8788);
     let path = app.redirect_uri.path().to_owned();
     let listener = match tokio::net::TcpListener::bind((host.as_str(), port)).await {
@@ -154,10 +200,14 @@ async fn oauth_dance(
     });
 
     let clock = Clock::system();
-    let authorization = flow::begin(store, vault, &app, &endpoints, installation, clock.now()).await?;
+    let authorization =
+        flow::begin(store, vault, &app, &endpoints, installation, clock.now()).await?;
     // The URL alone on its line: scripts read it.
     println!("{}", authorization.url);
-    eprintln!("Open the URL above to connect tenant {}'s account; waiting for the callback on {}", installation.tenant_id, app.redirect_uri);
+    eprintln!(
+        "Open the URL above to connect tenant {}'s account; waiting for the callback on {}",
+        installation.tenant_id, app.redirect_uri
+    );
 
     let http = oauth::http::token_client()?;
     let outcome = tokio::time::timeout(Duration::from_secs(timeout), async {
@@ -203,7 +253,10 @@ async fn callback(
     let params = CallbackParams::from_query(query.as_deref().unwrap_or(""));
     let (reply, answer) = oneshot::channel();
     if sender.send((params, reply)).await.is_err() {
-        return Html("<p>This connection attempt is over. Start again with <code>ivory connect</code>.</p>".into());
+        return Html(
+            "<p>This connection attempt is over. Start again with <code>ivory connect</code>.</p>"
+                .into(),
+        );
     }
     match answer.await {
         Ok(Ok(())) => Html("<p>Connected. You can close this window.</p>".into()),
@@ -213,5 +266,7 @@ async fn callback(
 }
 
 fn html_escape(text: &str) -> String {
-    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
 }

@@ -13,6 +13,7 @@ use std::io::Write;
 use std::process::ExitCode;
 use std::time::Instant;
 
+use ivory_runtime::store::{Actor, Approval, InstallRequest};
 use ivory_runtime::{Runner, Store, SyncOptions, SyncSummary};
 use ivory_sdk::{Clock, Credentials};
 use ivory_testkit::items::{BASE_UPDATED, ItemsUpstream};
@@ -42,6 +43,17 @@ pub(crate) fn run(db: &str, args: &DemoArgs) -> anyhow::Result<ExitCode> {
             let Some(builtin) = builtin(id) else {
                 anyhow::bail!("built-in connector {id} is missing");
             };
+            // Consent recorded, as a tenant admin would give it.
+            let vault = super::vault_for(db)?;
+            let request = InstallRequest {
+                tenant: TENANT,
+                manifest: &builtin.manifest,
+                settings: Default::default(),
+                actor: &Actor::User("demo-admin".into()),
+                approval: Approval::Approved,
+                now: Clock::system().now(),
+            };
+            store.install(&request, &vault).await?;
             let options = || SyncOptions {
                 base_url: Some(fake.base_url()),
                 ..SyncOptions::default()

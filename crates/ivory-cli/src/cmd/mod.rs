@@ -3,6 +3,7 @@
 pub(crate) mod connect;
 pub(crate) mod connectors;
 pub(crate) mod demo;
+pub(crate) mod install;
 pub(crate) mod manifest;
 pub(crate) mod records;
 pub(crate) mod sync;
@@ -18,6 +19,9 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(manifest::check(&path, test_mode))
         }
         Command::Webhook(WebhookCommand::Verify(args)) => Ok(webhook::verify(&args)),
+        Command::Install(args) => install::install(&cli.db, &args),
+        Command::Uninstall(args) => install::uninstall(&cli.db, &args),
+        Command::Installations(cmd) => install::installations(&cli.db, cmd),
         Command::Connect(args) => connect::run(&cli.db, &args),
         Command::Sync(args) => sync::run(&cli.db, &args),
         Command::Records(cmd) => records::run(&cli.db, cmd),
@@ -40,6 +44,20 @@ pub(crate) fn vault_for(db: &str) -> anyhow::Result<ivory_runtime::Vault> {
     let key_file = std::path::PathBuf::from(format!("{db}.key"));
     let keys = ivory_runtime::MasterKeys::load(env.as_deref(), &key_file)?;
     Ok(ivory_runtime::Vault::new(keys))
+}
+
+/// Who acts, for audit events: `IVORY_ACTOR`, else `cli:<unix user>`.
+pub(crate) fn actor() -> ivory_runtime::store::Actor {
+    let name = std::env::var("IVORY_ACTOR")
+        .ok()
+        .filter(|a| !a.trim().is_empty())
+        .unwrap_or_else(|| {
+            format!(
+                "cli:{}",
+                std::env::var("USER").unwrap_or_else(|_| "unknown".into())
+            )
+        });
+    ivory_runtime::store::Actor::User(name)
 }
 
 /// Prints a usage error and returns exit code 2.

@@ -9,9 +9,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressStyle};
-use ivory_runtime::{RunError, Runner, Store, StoreError, SyncOptions, SyncSummary};
 use ivory_runtime::oauth::{OAuthApp, OAuthEndpoints, OAuthTokenSource};
 use ivory_runtime::store::StoredGrant;
+use ivory_runtime::{RunError, Runner, Store, StoreError, SyncOptions, SyncSummary};
 use ivory_sdk::fetch::{RetryPolicy, TokenSource};
 use ivory_sdk::manifest::{AuthType, Manifest};
 use ivory_sdk::{Clock, Credentials, Progress, ProgressSnapshot};
@@ -47,16 +47,17 @@ pub(crate) fn run(db: &str, args: &SyncArgs) -> anyhow::Result<ExitCode> {
     runtime()?.block_on(async {
         let store = Store::open(db).await?;
         let clock = Clock::system();
-        let credentials = match credentials_for(db, &store, &args.tenant, &builtin.manifest, &clock).await? {
-            Ok((credentials, source)) => {
-                options.token_source = source;
-                credentials
-            }
-            Err(message) => {
-                eprintln!("error: {message}");
-                return Ok(ExitCode::from(1));
-            }
-        };
+        let credentials =
+            match credentials_for(db, &store, &args.tenant, &builtin.manifest, &clock).await? {
+                Ok((credentials, source)) => {
+                    options.token_source = source;
+                    credentials
+                }
+                Err(message) => {
+                    eprintln!("error: {message}");
+                    return Ok(ExitCode::from(1));
+                }
+            };
         let runner = Runner::new(store.clone(), clock);
         let result = runner
             .sync(
@@ -130,24 +131,25 @@ async fn credentials_for(
         return Ok(Err(missing()));
     };
     let credentials = grant.to_credentials();
-    let source: Option<Arc<dyn TokenSource>> = match (&grant, OAuthEndpoints::from_manifest(manifest)) {
-        (StoredGrant::OAuth2(_), Ok(endpoints)) => {
-            let app = match OAuthApp::from_env(|k| std::env::var(k).ok()) {
-                Ok(app) => app,
-                Err(error) => return Ok(Err(error.to_string())),
-            };
-            Some(Arc::new(OAuthTokenSource::new(
-                store.clone(),
-                vault,
-                app,
-                endpoints.token_url,
-                &installation.id,
-                clock.clone(),
-                ivory_runtime::oauth::http::token_client()?,
-            )))
-        }
-        _ => None,
-    };
+    let source: Option<Arc<dyn TokenSource>> =
+        match (&grant, OAuthEndpoints::from_manifest(manifest)) {
+            (StoredGrant::OAuth2(_), Ok(endpoints)) => {
+                let app = match OAuthApp::from_env(|k| std::env::var(k).ok()) {
+                    Ok(app) => app,
+                    Err(error) => return Ok(Err(error.to_string())),
+                };
+                Some(Arc::new(OAuthTokenSource::new(
+                    store.clone(),
+                    vault,
+                    app,
+                    endpoints.token_url,
+                    &installation.id,
+                    clock.clone(),
+                    ivory_runtime::oauth::http::token_client()?,
+                )))
+            }
+            _ => None,
+        };
     Ok(Ok((credentials, source)))
 }
 

@@ -447,6 +447,7 @@ proptest! {
         let value = evaluate(&expr, &|name: &str| record.get(name).cloned(), now);
         if let Value::Number(x) = value {
             prop_assert!(x.is_finite());
+            prop_assert!(x != 0.0 || x.is_sign_positive(), "no negative zero");
         }
         let fields = |name: &str| record.get(name).and_then(Value::value_type).map(FieldType::from);
         let _ = check(&expr, &fields);

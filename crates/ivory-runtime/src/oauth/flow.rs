@@ -105,7 +105,8 @@ pub async fn begin(
     if endpoints.pkce {
         let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
         request = request.set_pkce_challenge(challenge);
-        sealed_verifier = Some(vault.seal(pkce_binding(&installation.id), verifier.secret().as_bytes())?);
+        sealed_verifier =
+            Some(vault.seal(pkce_binding(&installation.id), verifier.secret().as_bytes())?);
     }
     let (url, _) = request.url();
     let expires_at = now.checked_add(STATE_TTL).unwrap_or(Timestamp::MAX);
@@ -180,7 +181,9 @@ pub async fn complete(
     now: Timestamp,
 ) -> Result<Connected, OAuthError> {
     let state = callback.state.as_deref().ok_or(OAuthError::BadState)?;
-    let pending = take_state(store, state).await?.ok_or(OAuthError::BadState)?;
+    let pending = take_state(store, state)
+        .await?
+        .ok_or(OAuthError::BadState)?;
     if pending.expires_at < now {
         return Err(OAuthError::BadState);
     }
@@ -216,7 +219,10 @@ pub async fn complete(
         let client = owned_client.clone();
         async move { send(&client, request).await }
     };
-    let token = exchange.request_async(&http_client).await.map_err(token_error)?;
+    let token = exchange
+        .request_async(&http_client)
+        .await
+        .map_err(token_error)?;
     let expires_at = token
         .expires_in()
         .and_then(|d| SignedDuration::try_from(d).ok())
@@ -227,13 +233,19 @@ pub async fn complete(
         .unwrap_or_default();
     let grant = StoredGrant::OAuth2(OAuth2Grant {
         access_token: Secret::new(token.access_token().secret().clone()),
-        refresh_token: token.refresh_token().map(|r| Secret::new(r.secret().clone())),
+        refresh_token: token
+            .refresh_token()
+            .map(|r| Secret::new(r.secret().clone())),
         expires_at,
         scopes: scopes.clone(),
         token_type: "Bearer".into(),
     });
-    store.put_credentials(&pending.installation, &grant, vault, now).await?;
-    store.set_installation_status(&pending.installation, "active", None, now).await?;
+    store
+        .put_credentials(&pending.installation, &grant, vault, now)
+        .await?;
+    store
+        .set_installation_status(&pending.installation, "active", None, now)
+        .await?;
     tracing::info!(tenant = %pending.tenant, installation = %pending.installation, "OAuth grant stored.");
     Ok(Connected {
         tenant: pending.tenant,

@@ -64,7 +64,8 @@ impl OAuthApp {
         let client_secret = lookup("IVORY_OAUTH_CLIENT_SECRET")
             .filter(|v| !v.is_empty())
             .map(Secret::new);
-        let callback = lookup("IVORY_OAUTH_CALLBACK").unwrap_or_else(|| DEFAULT_CALLBACK.to_owned());
+        let callback =
+            lookup("IVORY_OAUTH_CALLBACK").unwrap_or_else(|| DEFAULT_CALLBACK.to_owned());
         let redirect_uri = Url::parse(&callback)
             .map_err(|e| OAuthError::Config(format!("IVORY_OAUTH_CALLBACK {callback:?}: {e}")))?;
         let client_auth = match lookup("IVORY_OAUTH_CLIENT_AUTH").as_deref() {
@@ -112,7 +113,8 @@ impl OAuthEndpoints {
             )));
         }
         let parse = |what: &str, value: Option<&String>| -> Result<Url, OAuthError> {
-            let value = value.ok_or_else(|| OAuthError::Config(format!("the manifest has no {what}")))?;
+            let value =
+                value.ok_or_else(|| OAuthError::Config(format!("the manifest has no {what}")))?;
             Url::parse(value).map_err(|e| OAuthError::Config(format!("{what} {value:?}: {e}")))
         };
         Ok(Self {

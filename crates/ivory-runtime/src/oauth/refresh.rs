@@ -190,7 +190,12 @@ impl OAuthTokenSource {
                     );
                     let _ = self
                         .store
-                        .set_installation_status(&self.installation, "needs_reconsent", Some(&reason), self.clock.now())
+                        .set_installation_status(
+                            &self.installation,
+                            "needs_reconsent",
+                            Some(&reason),
+                            self.clock.now(),
+                        )
                         .await;
                     tracing::warn!(installation = %self.installation, "OAuth grant revoked; installation needs re-consent.");
                     return Err(AuthError::reconsent(reason));
@@ -201,7 +206,13 @@ impl OAuthTokenSource {
         let stored = StoredGrant::OAuth2(grant.clone());
         let swap = self
             .store
-            .replace_credentials_if(&self.installation, current.version, &stored, &self.vault, self.clock.now())
+            .replace_credentials_if(
+                &self.installation,
+                current.version,
+                &stored,
+                &self.vault,
+                self.clock.now(),
+            )
             .await
             .map_err(|e| AuthError::new(format!("cannot store the refreshed grant: {e}")))?;
         match swap {
@@ -216,13 +227,14 @@ impl OAuthTokenSource {
     }
 
     async fn call_token_endpoint(&self, grant: &OAuth2Grant) -> Result<OAuth2Grant, OAuthError> {
-        let refresh_token = grant
-            .refresh_token
-            .as_ref()
-            .ok_or_else(|| OAuthError::TokenRefused {
-                error: "invalid_grant".into(),
-                description: Some("no refresh token was issued".into()),
-            })?;
+        let refresh_token =
+            grant
+                .refresh_token
+                .as_ref()
+                .ok_or_else(|| OAuthError::TokenRefused {
+                    error: "invalid_grant".into(),
+                    description: Some("no refresh token was issued".into()),
+                })?;
         let mut client = BasicClient::new(ClientId::new(self.app.client_id.clone()))
             .set_token_uri(TokenUrl::from_url(self.token_url.clone()));
         if let Some(secret) = &self.app.client_secret {

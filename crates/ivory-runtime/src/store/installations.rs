@@ -65,7 +65,9 @@ impl Store {
     }
 
     /// Returns the tenant's installation of `manifest.id`, creating the tenant and the
-    /// installation when missing, and recording the manifest version now in use.
+    /// installation when missing, and recording the manifest version now in use. **No consent
+    /// is recorded and no audit event written**: this is for tests and internal tooling;
+    /// tenants install through [`Store::install`].
     pub async fn ensure_installation(
         &self,
         tenant: &str,

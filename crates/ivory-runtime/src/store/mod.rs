@@ -5,7 +5,9 @@
 //! Times are stored as BIGINT epoch milliseconds, JSON as TEXT (the `Any` driver has neither
 //! timestamp nor JSON types). Every record query is keyed by tenant first.
 
+mod audit;
 mod credentials;
+mod governance;
 mod installations;
 mod records;
 mod replay;
@@ -18,8 +20,14 @@ use std::sync::Once;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Executor};
 
+pub use audit::{Actor, AuditAction, AuditEvent, OutboxRow, SERVICE};
 pub use credentials::{CredentialsError, GrantVersion, OAuth2Grant, StoredGrant, Swap};
+pub use governance::{
+    Approval, Consent, ConsentDiff, InstallOutcome, InstallRequest, WebhookSecretSource,
+    validate_settings,
+};
 pub use installations::Installation;
+pub(crate) use installations::validate_tenant;
 pub use records::{CommitScope, ExportedRecord, Fence, InstallationSink, Tombstones};
 pub use runs::{LockHolder, NewRun, RunRecord, RunStatus, RunTotals};
 
@@ -71,6 +79,9 @@ pub enum StoreError {
         /// Why.
         message: String,
     },
+    /// The vault could not seal or open a secret.
+    #[error(transparent)]
+    Vault(#[from] crate::vault::VaultError),
     /// This sync no longer holds the installation's lease (another run took it over after it
     /// expired); the commit was refused and nothing of it was stored.
     #[error("run {run_id} lost its lease on installation {installation}; commit refused")]

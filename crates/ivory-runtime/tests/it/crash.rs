@@ -23,7 +23,7 @@ use ivory_testkit::items::ItemsUpstream;
 use proptest::prelude::*;
 use tokio::sync::Notify;
 
-use crate::support::{Snapshot, env, options, runner_at, snapshot};
+use crate::support::{Snapshot, env, install, options, runner_at, snapshot};
 
 #[derive(Debug, Clone, Copy)]
 enum Crash {
@@ -84,6 +84,7 @@ async fn run_case(case: Case) -> (Snapshot, Snapshot, Option<Cursor>, Option<Cur
 
     // The clean run.
     let clean_env = env().await;
+    install(&clean_env.store, "t", &manifest).await;
     let clean_fake = ItemsUpstream::start(case.items, case.ties, 4)
         .await
         .expect("fake");
@@ -100,6 +101,7 @@ async fn run_case(case: Case) -> (Snapshot, Snapshot, Option<Cursor>, Option<Cur
 
     // The crashed run, then a re-run by a "restarted process" after the lease expired.
     let env = env().await;
+    install(&env.store, "t", &manifest).await;
     let fake = ItemsUpstream::start(case.items, case.ties, 4)
         .await
         .expect("fake");

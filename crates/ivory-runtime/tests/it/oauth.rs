@@ -67,7 +67,9 @@ async fn world(pkce: bool, ttl: Duration) -> World {
     let env = env().await;
     let fake = OAuthServer::start(&[CALLBACK], ttl).await.expect("fake");
     let key = MasterKeys::generate_key().expect("key");
-    let vault = Arc::new(Vault::new(MasterKeys::from_env_value(key.expose()).expect("keys")));
+    let vault = Arc::new(Vault::new(
+        MasterKeys::from_env_value(key.expose()).expect("keys"),
+    ));
     let manifest = manifest(&fake, pkce);
     let endpoints = OAuthEndpoints::from_manifest(&manifest).expect("endpoints");
     let installation = env
@@ -94,7 +96,11 @@ async fn consent(url: &Url) -> Result<CallbackParams, String> {
         .expect("client");
     let response = client.get(url.as_str()).send().await.expect("reachable");
     if !response.status().is_redirection() {
-        return Err(format!("{}: {}", response.status(), response.text().await.unwrap_or_default()));
+        return Err(format!(
+            "{}: {}",
+            response.status(),
+            response.text().await.unwrap_or_default()
+        ));
     }
     let location = response
         .headers()
@@ -108,18 +114,32 @@ async fn consent(url: &Url) -> Result<CallbackParams, String> {
 }
 
 async fn connect(w: &World) -> CallbackParams {
-    let auth = flow::begin(&w.env.store, &w.vault, &w.app, &w.endpoints, &w.installation, t0())
-        .await
-        .expect("begin");
+    let auth = flow::begin(
+        &w.env.store,
+        &w.vault,
+        &w.app,
+        &w.endpoints,
+        &w.installation,
+        t0(),
+    )
+    .await
+    .expect("begin");
     consent(&auth.url).await.expect("approved")
 }
 
 #[tokio::test]
 async fn the_dance_stores_the_tenants_grant() {
     let w = world(true, Duration::from_secs(3600)).await;
-    let auth = flow::begin(&w.env.store, &w.vault, &w.app, &w.endpoints, &w.installation, t0())
-        .await
-        .expect("begin");
+    let auth = flow::begin(
+        &w.env.store,
+        &w.vault,
+        &w.app,
+        &w.endpoints,
+        &w.installation,
+        t0(),
+    )
+    .await
+    .expect("begin");
     let query: HashMap<String, String> = auth.url.query_pairs().into_owned().collect();
     assert_eq!(query["client_id"], CLIENT_ID);
     assert_eq!(query["redirect_uri"], CALLBACK);
@@ -147,12 +167,18 @@ async fn the_dance_stores_the_tenants_grant() {
         panic!("an OAuth grant")
     };
     assert!(grant.refresh_token.is_some());
-    assert_eq!(grant.expires_at, t0().checked_add(SignedDuration::from_secs(3600)).ok());
+    assert_eq!(
+        grant.expires_at,
+        t0().checked_add(SignedDuration::from_secs(3600)).ok()
+    );
     assert!(!format!("{grant:?}").contains(grant.access_token.expose()));
 
     // The same callback again: the state was single use (and the code too).
     let replayed = flow::complete(&w.env.store, &w.vault, &w.app, &callback, &http, t0()).await;
-    assert!(matches!(replayed, Err(OAuthError::BadState)), "{replayed:?}");
+    assert!(
+        matches!(replayed, Err(OAuthError::BadState)),
+        "{replayed:?}"
+    );
     assert_eq!(w.fake.exchanges(), 1);
 }
 
@@ -169,7 +195,10 @@ async fn bad_states_denials_and_provider_refusals() {
     let late = connect(&w).await;
     let eleven_minutes = t0().checked_add(SignedDuration::from_mins(11)).expect("t");
     let result = flow::complete(&w.env.store, &w.vault, &w.app, &late, &http, eleven_minutes).await;
-    assert!(matches!(result, Err(OAuthError::BadState)), "expired state: {result:?}");
+    assert!(
+        matches!(result, Err(OAuthError::BadState)),
+        "expired state: {result:?}"
+    );
 
     w.fake.deny();
     let denied = connect(&w).await;
@@ -179,7 +208,14 @@ async fn bad_states_denials_and_provider_refusals() {
         other => panic!("expected a denial, got {other:?}"),
     }
     assert_eq!(w.fake.exchanges(), 0);
-    assert!(w.env.store.credentials(&w.installation.id, &w.vault).await.expect("read").is_none());
+    assert!(
+        w.env
+            .store
+            .credentials(&w.installation.id, &w.vault)
+            .await
+            .expect("read")
+            .is_none()
+    );
 }
 
 #[tokio::test]
@@ -198,11 +234,21 @@ async fn the_server_enforces_pkce_and_the_redirect_uri() {
     let mut wrong = app();
     wrong.redirect_uri = Url::parse("http://127.0.0.1:9999/elsewhere").expect("url");
     let w = world(true, Duration::from_secs(3600)).await;
-    let auth = flow::begin(&w.env.store, &w.vault, &wrong, &w.endpoints, &w.installation, t0())
-        .await
-        .expect("begin");
+    let auth = flow::begin(
+        &w.env.store,
+        &w.vault,
+        &wrong,
+        &w.endpoints,
+        &w.installation,
+        t0(),
+    )
+    .await
+    .expect("begin");
     let refused = consent(&auth.url).await.expect_err("refused");
-    assert!(refused.contains("redirect_uri is not registered"), "{refused}");
+    assert!(
+        refused.contains("redirect_uri is not registered"),
+        "{refused}"
+    );
 
     // Wrong client secret at the token endpoint.
     let w = world(true, Duration::from_secs(3600)).await;
@@ -220,9 +266,16 @@ async fn the_server_enforces_pkce_and_the_redirect_uri() {
 async fn connected(ttl: Duration) -> World {
     let w = world(true, ttl).await;
     let callback = connect(&w).await;
-    flow::complete(&w.env.store, &w.vault, &w.app, &callback, &token_client().expect("client"), t0())
-        .await
-        .expect("connected");
+    flow::complete(
+        &w.env.store,
+        &w.vault,
+        &w.app,
+        &callback,
+        &token_client().expect("client"),
+        t0(),
+    )
+    .await
+    .expect("connected");
     w
 }
 
@@ -255,7 +308,14 @@ async fn a_token_near_expiry_is_refreshed_once_for_fifty_concurrent_requests() {
         .collect();
     let mut tokens = Vec::new();
     for task in tasks {
-        tokens.push(task.await.expect("join").expect("token").secret.expose().to_owned());
+        tokens.push(
+            task.await
+                .expect("join")
+                .expect("token")
+                .secret
+                .expose()
+                .to_owned(),
+        );
     }
     assert_eq!(w.fake.refreshes(), 1);
     tokens.dedup();
@@ -269,7 +329,11 @@ async fn two_processes_refresh_a_rotating_token_exactly_once() {
     let (a, b) = (source(&w, at(later)), source(&w, at(later)));
     let (ta, tb) = tokio::join!(a.token(), b.token());
     let (ta, tb) = (ta.expect("a"), tb.expect("b"));
-    assert_eq!(w.fake.refreshes(), 1, "the rotating refresh token was spent once");
+    assert_eq!(
+        w.fake.refreshes(),
+        1,
+        "the rotating refresh token was spent once"
+    );
     assert_eq!(ta.secret.expose(), tb.secret.expose());
     assert_eq!(ta.version, tb.version);
 }
@@ -294,7 +358,11 @@ async fn a_401_refreshes_and_the_request_goes_through() {
     config.http = HttpConfig::default();
     config.auth = Some(fetch_source.clone());
     let fetcher = Fetcher::new(config, at(SignedDuration::ZERO)).expect("fetcher");
-    fetcher.get("/api/me").send().await.expect("ok after one refresh");
+    fetcher
+        .get("/api/me")
+        .send()
+        .await
+        .expect("ok after one refresh");
     assert_eq!(w.fake.refreshes(), 1);
     assert_eq!(fetcher.stats().requests, 2);
 }
@@ -303,10 +371,22 @@ async fn a_401_refreshes_and_the_request_goes_through() {
 async fn a_refresh_without_a_new_refresh_token_keeps_the_old_one() {
     let w = connected(Duration::from_secs(3600)).await;
     w.fake.omit_refresh_token_on_refresh();
-    let (before, _) = w.env.store.credentials(&w.installation.id, &w.vault).await.expect("r").expect("s");
+    let (before, _) = w
+        .env
+        .store
+        .credentials(&w.installation.id, &w.vault)
+        .await
+        .expect("r")
+        .expect("s");
     let source = source(&w, at(SignedDuration::from_mins(59)));
     source.token().await.expect("refreshed");
-    let (after, _) = w.env.store.credentials(&w.installation.id, &w.vault).await.expect("r").expect("s");
+    let (after, _) = w
+        .env
+        .store
+        .credentials(&w.installation.id, &w.vault)
+        .await
+        .expect("r")
+        .expect("s");
     let (StoredGrant::OAuth2(before), StoredGrant::OAuth2(after)) = (before, after) else {
         panic!("OAuth grants")
     };
@@ -343,12 +423,26 @@ async fn client_auth_in_the_body_works_too() {
     let w = world(true, Duration::from_secs(3600)).await;
     let mut body_app = app();
     body_app.client_auth = ClientAuth::RequestBody;
-    let auth = flow::begin(&w.env.store, &w.vault, &body_app, &w.endpoints, &w.installation, t0())
-        .await
-        .expect("begin");
+    let auth = flow::begin(
+        &w.env.store,
+        &w.vault,
+        &body_app,
+        &w.endpoints,
+        &w.installation,
+        t0(),
+    )
+    .await
+    .expect("begin");
     let callback = consent(&auth.url).await.expect("approved");
-    flow::complete(&w.env.store, &w.vault, &body_app, &callback, &token_client().expect("c"), t0())
-        .await
-        .expect("exchange with client_secret in the body");
+    flow::complete(
+        &w.env.store,
+        &w.vault,
+        &body_app,
+        &callback,
+        &token_client().expect("c"),
+        t0(),
+    )
+    .await
+    .expect("exchange with client_secret in the body");
     let _ = Timestamp::now();
 }

@@ -62,3 +62,11 @@ pub(crate) async fn snapshot(store: &Store, tenant: &str) -> Snapshot {
         .await
         .expect("export")
 }
+
+/// Installs `manifest` for `tenant` (no governance: a test fixture).
+pub(crate) async fn install(store: &Store, tenant: &str, manifest: &ivory_sdk::manifest::Manifest) {
+    store
+        .ensure_installation(tenant, manifest, &Default::default(), t0())
+        .await
+        .expect("installed");
+}

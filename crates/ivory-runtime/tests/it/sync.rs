@@ -10,13 +10,14 @@ use ivory_sdk::{Credentials, Cursor};
 use ivory_testkit::connectors::{ChangesConnector, ItemsConnector, items_manifest};
 use ivory_testkit::items::{BASE_UPDATED, Fault, ItemsUpstream};
 
-use crate::support::{env, options, runner_at, snapshot};
+use crate::support::{env, install, options, runner_at, snapshot};
 
 #[tokio::test]
 async fn opaque_cursor_full_then_incremental() {
     let env = env().await;
     let fake = ItemsUpstream::start(250, 1, 16).await.expect("fake");
     let manifest = items_manifest("items", CursorKind::OpaqueToken, 100_000);
+    install(&env.store, "acme", &manifest).await;
     let connector = ItemsConnector::new(40);
     let runner = runner_at(&env.store, Duration::ZERO);
 
@@ -91,6 +92,7 @@ async fn updated_at_watermark_rereads_its_boundary_and_sees_changes() {
     // 7 items per second: every page boundary of 25 falls inside a tie group.
     let fake = ItemsUpstream::start(200, 7, 8).await.expect("fake");
     let manifest = items_manifest("changes", CursorKind::UpdatedAt, 100_000);
+    install(&env.store, "acme", &manifest).await;
     let connector = ChangesConnector::new(25);
     let runner = runner_at(&env.store, Duration::ZERO);
     let first = runner
@@ -153,6 +155,7 @@ async fn a_second_concurrent_run_is_refused_and_a_dead_one_is_taken_over() {
     let fake = ItemsUpstream::start(100, 1, 8).await.expect("fake");
     fake.hang_at_request(2);
     let manifest = items_manifest("items", CursorKind::OpaqueToken, 100_000);
+    install(&env.store, "acme", &manifest).await;
     let connector = ItemsConnector::new(10);
 
     let stuck_runner = runner_at(&env.store, Duration::ZERO);
@@ -297,6 +300,7 @@ async fn a_failed_sync_keeps_what_it_committed_and_the_next_run_resumes() {
     let fake = ItemsUpstream::start(100, 1, 8).await.expect("fake");
     fake.fault_at_request(3, Fault::Status(400));
     let manifest = items_manifest("items", CursorKind::OpaqueToken, 100_000);
+    install(&env.store, "acme", &manifest).await;
     let connector = ItemsConnector::new(20);
     let runner = runner_at(&env.store, Duration::ZERO);
     let failed = runner
@@ -351,6 +355,7 @@ async fn a_failed_sync_keeps_what_it_committed_and_the_next_run_resumes() {
 async fn a_dead_upstream_fails_in_bounded_time_and_changes_nothing() {
     let env = env().await;
     let manifest = items_manifest("items", CursorKind::OpaqueToken, 100_000);
+    install(&env.store, "acme", &manifest).await;
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("port")
@@ -385,6 +390,8 @@ async fn tenants_never_see_each_other() {
     let large = ItemsUpstream::start(70, 1, 8).await.expect("fake");
     large.touch(1, BASE_UPDATED + 99);
     let manifest = items_manifest("items", CursorKind::OpaqueToken, 100_000);
+    install(&env.store, "tenant-a", &manifest).await;
+    install(&env.store, "tenant-b", &manifest).await;
     let connector = ItemsConnector::new(25);
     let runner = runner_at(&env.store, Duration::ZERO);
     let a = runner
