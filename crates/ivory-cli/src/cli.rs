@@ -31,6 +31,11 @@ pub(crate) enum Command {
     Install(InstallArgs),
     /// Uninstall: stop syncs, revoke and delete the tenant's credentials and webhook secret.
     Uninstall(UninstallArgs),
+    /// Publish a certified connector to the marketplace (`TOKEN`: your publisher token).
+    Publish(PublishArgs),
+    /// Marketplace publishers (platform operators).
+    #[command(subcommand)]
+    Publisher(PublisherCommand),
     /// List or inspect installations.
     #[command(subcommand)]
     Installations(InstallationsCommand),
@@ -187,5 +192,26 @@ pub(crate) enum InstallationsCommand {
         /// An array of objects with id, connector, version, status, webhook_path, settings.
         #[arg(long)]
         json: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct PublishArgs {
+    /// The connector's manifest.json (its directory is the source that was certified).
+    pub(crate) manifest: PathBuf,
+    /// The publisher token.
+    #[arg(long, env = "TOKEN", hide_env_values = true)]
+    pub(crate) token: String,
+    /// Print the listing as JSON.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum PublisherCommand {
+    /// Register a publisher and print its token once.
+    Create {
+        /// The publisher's name.
+        name: String,
     },
 }

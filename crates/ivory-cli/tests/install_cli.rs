@@ -277,3 +277,48 @@ fn unknown_listings_and_bad_settings_are_usage_errors() {
     assert!(empty.status.success());
     assert!(out(&empty).contains("no installations"));
 }
+
+#[test]
+fn publishing_needs_a_matching_certification() {
+    let dir = tempfile::tempdir().expect("dir");
+    let db = dir.path().join("ivory.db");
+    let connector = dir.path().join("acme");
+    std::fs::create_dir_all(&connector).expect("mkdir");
+    let path = manifest(&connector, "1.0.0", &["api.example.com"], &["records:read"]);
+    let created = ivory(&db, &["publisher", "create", "Acme Inc."]);
+    assert!(created.status.success(), "{}", err(&created));
+    let token = out(&created)
+        .lines()
+        .find_map(|l| l.strip_prefix("TOKEN (shown once): "))
+        .expect("token line")
+        .to_owned();
+    let refused = Command::cargo_bin("ivory")
+        .expect("binary")
+        .arg("--db")
+        .arg(&db)
+        .args(["publish", &path])
+        .env("TOKEN", &token)
+        .output()
+        .expect("runs");
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(
+        err(&refused).contains("no passing certification report"),
+        "{}",
+        err(&refused)
+    );
+    assert!(
+        !err(&refused).contains(&token),
+        "the token is never printed back"
+    );
+    let unknown = Command::cargo_bin("ivory")
+        .expect("binary")
+        .arg("--db")
+        .arg(&db)
+        .args(["publish", &path, "--token", "ivp_unknown_fake"])
+        .output()
+        .expect("runs");
+    assert_eq!(unknown.status.code(), Some(1));
+    assert!(err(&unknown).contains("not known"), "{}", err(&unknown));
+    let duplicate = ivory(&db, &["publisher", "create", "Acme Inc."]);
+    assert_eq!(duplicate.status.code(), Some(2));
+}

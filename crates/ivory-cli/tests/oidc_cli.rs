@@ -8,12 +8,11 @@
 //! Needs Node.js >= 18 and the provider's packages: `npm ci --prefix tests/oidc --no-audit
 //! --no-fund` at the workspace root. Without them these tests fail (they never skip).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdout, Command, Output, Stdio};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::process::{ChildStdout, Command, Output, Stdio};
+use std::sync::Arc;
 
 use assert_cmd::cargo::CommandCargoExt;
 use ivory_runtime::oauth::{OAuthApp, OAuthTokenSource, http::token_client};
@@ -24,251 +23,12 @@ use ivory_sdk::fetch::TokenSource;
 use jiff::{SignedDuration, Timestamp};
 use url::Url;
 
-/// The provider's `client_secret_basic` client (see `tests/oidc/provider.mjs`).
-const CLIENT_ID: &str = "ivory-test-basic";
-const CLIENT_SECRET: &str = "fake-secret-basic-not-real";
-const INSTALL: &str = "npm ci --prefix tests/oidc --no-audit --no-fund";
+#[path = "../../../tests/oidc/harness.rs"]
+mod harness;
+
+use harness::{BASIC, Browser, KillOnDrop, Provider, free_port, http_client};
+
 const CONNECTOR: &str = "oidc-example";
-
-/// Kills and reaps a child process when dropped (a failed assertion included).
-struct KillOnDrop(Option<Child>);
-
-impl KillOnDrop {
-    fn child(&mut self) -> &mut Child {
-        self.0.as_mut().expect("running")
-    }
-}
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.0.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-/// `node tests/oidc/provider.mjs` on a free port, with what its discovery document says.
-struct Provider {
-    _process: KillOnDrop,
-    authorization_endpoint: Url,
-    token_endpoint: Url,
-    revocation_endpoint: Url,
-    /// Its event lines (`{"event":"grant.error","detail":…}`) and its stderr.
-    log: Arc<Mutex<Vec<String>>>,
-}
-
-impl Provider {
-    async fn start(redirect_uris: &[&str]) -> Self {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/oidc");
-        assert!(
-            dir.join("node_modules/oidc-provider/package.json")
-                .is_file(),
-            "the OIDC test provider is not installed: run `{INSTALL}` at the workspace root \
-             (Node.js >= 18 and npm needed)"
-        );
-        let mut command = Command::new("node");
-        command.arg(dir.join("provider.mjs")).current_dir(&dir);
-        for uri in redirect_uris {
-            command.arg("--redirect-uri").arg(uri);
-        }
-        let mut process = KillOnDrop(Some(
-            command
-                .stdin(Stdio::null())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .unwrap_or_else(|e| {
-                    panic!("cannot run `node` ({e}): install Node.js >= 18, then `{INSTALL}`")
-                }),
-        ));
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let (ready, readiness) = std::sync::mpsc::channel::<String>();
-        let stdout = process.child().stdout.take().expect("stdout");
-        let lines = log.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if line.starts_with("{\"ready\":true") {
-                    let _ = ready.send(line);
-                } else {
-                    lines.lock().expect("log").push(line);
-                }
-            }
-        });
-        let stderr = process.child().stderr.take().expect("stderr");
-        let lines = log.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                lines.lock().expect("log").push(format!("stderr: {line}"));
-            }
-        });
-        let line =
-            tokio::task::spawn_blocking(move || readiness.recv_timeout(Duration::from_secs(10)))
-                .await
-                .expect("join")
-                .unwrap_or_else(|_| {
-                    panic!(
-                        "the OIDC provider did not start: {:?}",
-                        log.lock().expect("log")
-                    )
-                });
-        let ready: serde_json::Value = serde_json::from_str(&line).expect("ready line");
-        let issuer = ready["issuer"].as_str().expect("issuer");
-        let discovery: serde_json::Value = client()
-            .get(format!("{issuer}/.well-known/openid-configuration"))
-            .send()
-            .await
-            .expect("discovery")
-            .json()
-            .await
-            .expect("discovery JSON");
-        let endpoint = |name: &str| Url::parse(discovery[name].as_str().expect(name)).expect(name);
-        Provider {
-            authorization_endpoint: endpoint("authorization_endpoint"),
-            token_endpoint: endpoint("token_endpoint"),
-            revocation_endpoint: endpoint("revocation_endpoint"),
-            _process: process,
-            log,
-        }
-    }
-
-    fn log(&self) -> Vec<String> {
-        self.log.lock().expect("log").clone()
-    }
-
-    /// Waits (briefly) for a provider log line containing `needle`.
-    async fn saw(&self, needle: &str) -> bool {
-        for _ in 0..100 {
-            if self.log().iter().any(|l| l.contains(needle)) {
-                return true;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        false
-    }
-
-    /// A raw token request as the `client_secret_basic` client.
-    async fn token_request(&self, form: &[(&str, &str)]) -> (u16, serde_json::Value) {
-        let response = client()
-            .post(self.token_endpoint.as_str())
-            .basic_auth(CLIENT_ID, Some(CLIENT_SECRET))
-            .form(form)
-            .send()
-            .await
-            .expect("token endpoint");
-        let status = response.status().as_u16();
-        (status, response.json().await.expect("token endpoint JSON"))
-    }
-}
-
-fn client() -> reqwest::Client {
-    ivory_sdk::fetch::install_tls_provider();
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .expect("client")
-}
-
-/// The tenant's browser: no automatic redirects, cookies kept by name (one host: the
-/// provider), logs in and answers consent through the provider's interaction forms.
-struct Browser {
-    client: reqwest::Client,
-    cookies: BTreeMap<String, String>,
-}
-
-impl Browser {
-    fn new() -> Self {
-        Self {
-            client: client(),
-            cookies: BTreeMap::new(),
-        }
-    }
-
-    async fn send(&mut self, request: reqwest::RequestBuilder) -> reqwest::Response {
-        let cookie = self
-            .cookies
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect::<Vec<_>>()
-            .join("; ");
-        let request = if cookie.is_empty() {
-            request
-        } else {
-            request.header("cookie", cookie)
-        };
-        let response = request.send().await.expect("provider reachable");
-        for set in response.headers().get_all("set-cookie") {
-            let pair = set
-                .to_str()
-                .expect("cookie")
-                .split(';')
-                .next()
-                .unwrap_or_default();
-            if let Some((name, value)) = pair.split_once('=') {
-                if value.is_empty() {
-                    self.cookies.remove(name.trim());
-                } else {
-                    self.cookies
-                        .insert(name.trim().to_owned(), value.to_owned());
-                }
-            }
-        }
-        response
-    }
-
-    /// Follows the consent URL through login and consent (`decision`: approve | deny) up to
-    /// the redirect to `callback`, which it returns without following. `Err` carries the
-    /// provider's page when it stops the tenant instead of redirecting.
-    async fn authorize(
-        &mut self,
-        start: &Url,
-        callback: &str,
-        decision: &str,
-    ) -> Result<Url, String> {
-        let mut here = start.clone();
-        let mut response = self.send(self.client.get(here.as_str())).await;
-        for _ in 0..10 {
-            if !response.status().is_redirection() {
-                let status = response.status();
-                return Err(format!(
-                    "{status}: {}",
-                    response.text().await.unwrap_or_default()
-                ));
-            }
-            let location = response
-                .headers()
-                .get("location")
-                .and_then(|v| v.to_str().ok())
-                .expect("location");
-            let next = here.join(location).expect("redirect URL");
-            if next.as_str().starts_with(callback) {
-                return Ok(next);
-            }
-            response = if next.path().starts_with("/interaction/") {
-                let page = self.send(self.client.get(next.as_str())).await;
-                assert!(
-                    page.status().is_success(),
-                    "interaction page: {}",
-                    page.status()
-                );
-                assert!(page.text().await.expect("page").contains("<form"));
-                let form = [("decision", decision), ("login", "tenant-user")];
-                self.send(self.client.post(next.as_str()).form(&form)).await
-            } else {
-                self.send(self.client.get(next.as_str())).await
-            };
-            here = next;
-        }
-        Err("too many redirects".into())
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("port")
-        .port()
-}
 
 fn callback_uri() -> String {
     format!("http://127.0.0.1:{}/oauth/callback", free_port())
@@ -297,7 +57,22 @@ fn write_manifest(dir: &Path, provider: &Provider) -> PathBuf {
     path
 }
 
-/// `ivory connect --manifest … --tenant acme` running, its consent URL read.
+/// `ivory --db DB` with the operator's OAuth app (the provider's basic client) in its env.
+fn ivory(db: &Path, callback: &str) -> Command {
+    let mut command = Command::cargo_bin("ivory").expect("binary");
+    command
+        .arg("--db")
+        .arg(db)
+        .env("IVORY_OAUTH_CLIENT_ID", BASIC.id)
+        .env("IVORY_OAUTH_CLIENT_SECRET", BASIC.secret)
+        .env("IVORY_OAUTH_CALLBACK", callback)
+        .env_remove("IVORY_OAUTH_CLIENT_AUTH")
+        .env_remove("IVORY_MASTER_KEY");
+    command
+}
+
+/// `ivory install` then `ivory connect --manifest … --tenant acme` running, its consent URL
+/// read.
 struct Connect {
     process: KillOnDrop,
     url: Url,
@@ -306,10 +81,18 @@ struct Connect {
 
 impl Connect {
     async fn start(db: &Path, manifest: &Path, callback: &str, timeout: u32) -> Self {
-        let mut command = Command::cargo_bin("ivory").expect("binary");
+        let installed = ivory(db, callback)
+            .args(["install", "--tenant", "acme", "--approve", "--manifest"])
+            .arg(manifest)
+            .output()
+            .expect("install");
+        assert!(
+            installed.status.success(),
+            "{}",
+            String::from_utf8_lossy(&installed.stderr)
+        );
+        let mut command = ivory(db, callback);
         command
-            .arg("--db")
-            .arg(db)
             .args([
                 "connect",
                 "--tenant",
@@ -319,11 +102,6 @@ impl Connect {
                 "--manifest",
             ])
             .arg(manifest)
-            .env("IVORY_OAUTH_CLIENT_ID", CLIENT_ID)
-            .env("IVORY_OAUTH_CLIENT_SECRET", CLIENT_SECRET)
-            .env("IVORY_OAUTH_CALLBACK", callback)
-            .env_remove("IVORY_OAUTH_CLIENT_AUTH")
-            .env_remove("IVORY_MASTER_KEY")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
@@ -337,8 +115,17 @@ impl Connect {
         })
         .await
         .expect("join");
-        let url = Url::parse(&line)
-            .unwrap_or_else(|e| panic!("the first line is the URL, got {line:?}: {e}"));
+        let url = match Url::parse(&line) {
+            Ok(url) => url,
+            Err(e) => {
+                let child = process.0.take().expect("running");
+                let output = child.wait_with_output().expect("wait");
+                panic!(
+                    "the first line is the URL, got {line:?} ({e}); stderr: {}",
+                    String::from_utf8_lossy(&output.stderr)
+                );
+            }
+        };
         Self {
             process,
             url,
@@ -408,7 +195,7 @@ async fn ivory_connect_against_a_real_oidc_provider_then_refresh_with_rotation()
         .authorize(&connect.url, &callback, "approve")
         .await
         .unwrap_or_else(|page| panic!("the provider refused: {page}\n{:?}", provider.log()));
-    let page = client()
+    let page = http_client()
         .get(back.as_str())
         .send()
         .await
@@ -451,8 +238,8 @@ async fn ivory_connect_against_a_real_oidc_provider_then_refresh_with_rotation()
     // 59 minutes later (the provider's tokens live an hour): a proactive refresh against the
     // real token endpoint, with the operator's app from the same environment as `ivory`.
     let env = HashMap::from([
-        ("IVORY_OAUTH_CLIENT_ID", CLIENT_ID.to_owned()),
-        ("IVORY_OAUTH_CLIENT_SECRET", CLIENT_SECRET.to_owned()),
+        ("IVORY_OAUTH_CLIENT_ID", BASIC.id.to_owned()),
+        ("IVORY_OAUTH_CLIENT_SECRET", BASIC.secret.to_owned()),
         ("IVORY_OAUTH_CALLBACK", callback.clone()),
     ]);
     let app = OAuthApp::from_env(|k| env.get(k).cloned()).expect("app");
@@ -488,10 +275,13 @@ async fn ivory_connect_against_a_real_oidc_provider_then_refresh_with_rotation()
 
     // The rotated-out refresh token is refused by the provider…
     let (status, body) = provider
-        .token_request(&[
-            ("grant_type", "refresh_token"),
-            ("refresh_token", first_refresh.expose()),
-        ])
+        .token_request(
+            BASIC,
+            &[
+                ("grant_type", "refresh_token"),
+                ("refresh_token", first_refresh.expose()),
+            ],
+        )
         .await;
     assert_eq!(
         (status, body["error"].as_str()),
@@ -547,7 +337,7 @@ async fn a_bad_state_in_the_callback_exits_1_and_nothing_is_exchanged() {
                 },
             )
         }));
-    let page = client()
+    let page = http_client()
         .get(back.as_str())
         .send()
         .await
@@ -619,11 +409,14 @@ async fn an_intercepted_code_is_useless_without_the_pkce_verifier() {
         .expect("a code");
     // An attacker with the code and even the client's credentials, but not the verifier.
     let (status, body) = provider
-        .token_request(&[
-            ("grant_type", "authorization_code"),
-            ("code", &code),
-            ("redirect_uri", &callback),
-        ])
+        .token_request(
+            BASIC,
+            &[
+                ("grant_type", "authorization_code"),
+                ("code", &code),
+                ("redirect_uri", &callback),
+            ],
+        )
         .await;
     assert_eq!(
         (status, body["error"].as_str()),
@@ -636,7 +429,7 @@ async fn an_intercepted_code_is_useless_without_the_pkce_verifier() {
         provider.log()
     );
     // The tenant's own `ivory connect` holds the verifier: the same code works for it.
-    let page = client()
+    let page = http_client()
         .get(back.as_str())
         .send()
         .await
@@ -673,7 +466,7 @@ async fn a_tenant_who_declines_at_the_provider_exits_1() {
         .authorize(&connect.url, &callback, "deny")
         .await
         .expect("redirected back with an error");
-    let page = client()
+    let page = http_client()
         .get(back.as_str())
         .send()
         .await

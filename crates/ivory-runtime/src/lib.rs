@@ -5,6 +5,7 @@
 //! the ordering guarantees connectors rely on (records durably stored before the cursor moves,
 //! one run at a time per installation).
 
+pub mod marketplace;
 pub mod oauth;
 pub mod runner;
 pub mod store;

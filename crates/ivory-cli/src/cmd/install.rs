@@ -25,18 +25,27 @@ pub(crate) fn webhook_path(installation: &str) -> String {
     format!("/webhooks/{installation}")
 }
 
-fn listing(name: Option<&str>, manifest: Option<&std::path::Path>) -> Result<Manifest, String> {
-    match (name, manifest) {
+/// A listing: a built-in connector, else the newest version published in the marketplace.
+async fn listing(
+    store: &Store,
+    name: Option<&str>,
+    manifest: Option<&std::path::Path>,
+) -> anyhow::Result<Result<Manifest, String>> {
+    Ok(match (name, manifest) {
         (_, Some(path)) => Manifest::load(path, ValidationMode::Test)
             .map_err(|e| format!("{}: {e}", path.display())),
-        (Some(id), None) => builtin(id).map(|b| b.manifest).ok_or_else(|| {
-            format!(
-                "unknown listing {id:?} (available: {})",
-                BUILTIN_IDS.join(", ")
-            )
-        }),
+        (Some(id), None) => match builtin(id) {
+            Some(builtin) => Ok(builtin.manifest),
+            None => match store.latest_listing(id).await? {
+                Some(listing) => Ok(listing.manifest),
+                None => Err(format!(
+                    "unknown listing {id:?} (built-in: {}; or one published with `ivory publish`)",
+                    BUILTIN_IDS.join(", ")
+                )),
+            },
+        },
         (None, None) => Err("name a listing or --manifest PATH".into()),
-    }
+    })
 }
 
 fn print_request(manifest: &Manifest, diff: &ConsentDiff, upgrade: bool) {
@@ -77,10 +86,6 @@ fn ask_consent() -> bool {
 }
 
 pub(crate) fn install(db: &str, args: &InstallArgs) -> anyhow::Result<ExitCode> {
-    let manifest = match listing(args.listing.as_deref(), args.manifest.as_deref()) {
-        Ok(manifest) => manifest,
-        Err(message) => return Ok(usage_error(message)),
-    };
     let mut settings = BTreeMap::new();
     for pair in &args.settings {
         let Some((key, value)) = pair.split_once('=') else {
@@ -94,6 +99,10 @@ pub(crate) fn install(db: &str, args: &InstallArgs) -> anyhow::Result<ExitCode> 
     let actor = actor();
     runtime()?.block_on(async {
         let store = Store::open(db).await?;
+        let manifest = match listing(&store, args.listing.as_deref(), args.manifest.as_deref()).await? {
+            Ok(manifest) => manifest,
+            Err(message) => return Ok(usage_error(message)),
+        };
         let clock = Clock::system();
         let mut approval = if args.approve { Approval::Approved } else { Approval::NotGiven };
         let outcome = loop {

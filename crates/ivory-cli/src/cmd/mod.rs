@@ -5,6 +5,7 @@ pub(crate) mod connectors;
 pub(crate) mod demo;
 pub(crate) mod install;
 pub(crate) mod manifest;
+pub(crate) mod publish;
 pub(crate) mod records;
 pub(crate) mod sync;
 pub(crate) mod webhook;
@@ -19,6 +20,8 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(manifest::check(&path, test_mode))
         }
         Command::Webhook(WebhookCommand::Verify(args)) => Ok(webhook::verify(&args)),
+        Command::Publish(args) => publish::publish(&cli.db, &args),
+        Command::Publisher(cmd) => publish::publisher(&cli.db, cmd),
         Command::Install(args) => install::install(&cli.db, &args),
         Command::Uninstall(args) => install::uninstall(&cli.db, &args),
         Command::Installations(cmd) => install::installations(&cli.db, cmd),

@@ -5,7 +5,7 @@
 //! Times are stored as BIGINT epoch milliseconds, JSON as TEXT (the `Any` driver has neither
 //! timestamp nor JSON types). Every record query is keyed by tenant first.
 
-mod audit;
+pub(crate) mod audit;
 mod credentials;
 mod governance;
 mod installations;

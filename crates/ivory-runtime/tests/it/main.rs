@@ -2,7 +2,9 @@
 
 mod crash;
 mod governance;
+mod marketplace;
 mod oauth;
+mod oidc;
 mod replay;
 mod support;
 mod sync;
