@@ -7,9 +7,11 @@
 
 pub mod marketplace;
 pub mod oauth;
+pub mod objects;
 pub mod runner;
 pub mod store;
 pub mod vault;
+pub mod workflows;
 
 pub use runner::{RunError, Runner, SinkWrapper, SyncOptions, SyncSummary};
 pub use store::{Backend, Installation, Store, StoreError};

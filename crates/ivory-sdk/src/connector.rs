@@ -8,6 +8,17 @@ use crate::error::Error;
 use crate::secret::Secret;
 use crate::webhook::{Delivery, Rejection, Scheme, Verified, Verifier};
 
+/// A verified webhook delivery, parsed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WebhookEvent {
+    /// The delivery's event id, where the scheme or payload has one (`evt_…`, `webhook-id`).
+    pub id: Option<String>,
+    /// The event type, where the payload has one (`invoice.payment_failed`).
+    pub event_type: Option<String>,
+    /// The body, as JSON (`Value::Null` when it is not JSON).
+    pub payload: serde_json::Value,
+}
+
 /// What a connector reports at the end of a sync, beyond the counts the runtime keeps.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SyncResult {
@@ -50,6 +61,18 @@ pub trait Connector: Send + Sync {
     /// Runs one sync for the installation the context belongs to.
     fn sync(&self, ctx: &mut Context) -> impl Future<Output = Result<SyncResult, Error>> + Send;
 
+    /// Handles a verified, de-duplicated webhook delivery, with the same context as a sync
+    /// (upserts here commit like a sync's). Typically upserts the object the event carries,
+    /// so the mirror is fresh between syncs. The default does nothing.
+    fn on_webhook(
+        &self,
+        ctx: &mut Context,
+        event: &WebhookEvent,
+    ) -> impl Future<Output = Result<(), Error>> + Send {
+        let _ = (ctx, event);
+        async { Ok(()) }
+    }
+
     /// Verifies an inbound webhook delivery with the installation's secret. The default
     /// verifies with the manifest's declared `scheme` and default tolerance; override it only
     /// for an upstream whose scheme needs connector knowledge. The platform then applies the
@@ -86,6 +109,13 @@ pub trait DynConnector: Send + Sync {
     /// [`Connector::sync`], boxed.
     fn sync_boxed<'a>(&'a self, ctx: &'a mut Context) -> BoxFuture<'a, Result<SyncResult, Error>>;
 
+    /// [`Connector::on_webhook`], boxed.
+    fn on_webhook_boxed<'a>(
+        &'a self,
+        ctx: &'a mut Context,
+        event: &'a WebhookEvent,
+    ) -> BoxFuture<'a, Result<(), Error>>;
+
     /// [`Connector::verify_webhook`].
     fn verify_webhook_dyn(
         &self,
@@ -98,6 +128,14 @@ pub trait DynConnector: Send + Sync {
 impl<C: Connector> DynConnector for C {
     fn sync_boxed<'a>(&'a self, ctx: &'a mut Context) -> BoxFuture<'a, Result<SyncResult, Error>> {
         Box::pin(self.sync(ctx))
+    }
+
+    fn on_webhook_boxed<'a>(
+        &'a self,
+        ctx: &'a mut Context,
+        event: &'a WebhookEvent,
+    ) -> BoxFuture<'a, Result<(), Error>> {
+        Box::pin(self.on_webhook(ctx, event))
     }
 
     fn verify_webhook_dyn(

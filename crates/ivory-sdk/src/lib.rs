@@ -26,7 +26,7 @@ pub mod secret;
 pub mod webhook;
 
 pub use clock::Clock;
-pub use connector::{Connector, DynConnector, SyncResult};
+pub use connector::{Connector, DynConnector, SyncResult, WebhookEvent};
 pub use context::{
     CommitReceipt, Context, ContextParts, Credentials, Progress, ProgressSnapshot, RecordSink,
 };

@@ -467,7 +467,7 @@ fn changes_generated(
     let offset = (offset as u64).min(total);
     let end = (offset + limit as u64).min(total);
     let mut body = String::with_capacity(generated.page_capacity(end - offset));
-    body.push_str(r#"{"#);
+    body.push('{');
     if end < total {
         let _ = write!(body, r#""paging":{{"next":{{"after":"{end}"}}}},"#);
     }

@@ -7,3 +7,4 @@
 pub mod connectors;
 pub mod items;
 pub mod oauth;
+pub mod stripe;

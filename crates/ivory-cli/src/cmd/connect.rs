@@ -211,13 +211,11 @@ async fn oauth_dance(
 
     let http = oauth::http::token_client()?;
     let outcome = tokio::time::timeout(Duration::from_secs(timeout), async {
-        while let Some((params, reply)) = receiver.recv().await {
-            let result = flow::complete(store, vault, &app, &params, &http, clock.now()).await;
-            let shown = result.as_ref().map(|_| ()).map_err(ToString::to_string);
-            let _ = reply.send(shown);
-            return Some(result);
-        }
-        None
+        let (params, reply) = receiver.recv().await?;
+        let result = flow::complete(store, vault, &app, &params, &http, clock.now()).await;
+        let shown = result.as_ref().map(|_| ()).map_err(ToString::to_string);
+        let _ = reply.send(shown);
+        Some(result)
     })
     .await;
     server.abort();

@@ -149,11 +149,6 @@ impl CompiledObject {
         self.fields.get(name).copied()
     }
 
-    /// Whether the field must have a (non-null) value.
-    pub(crate) fn is_required(&self, name: &str) -> bool {
-        self.required.contains(name)
-    }
-
     /// Declared required fields.
     pub(crate) fn required_fields(&self) -> impl Iterator<Item = &str> {
         self.spec

@@ -96,48 +96,40 @@ impl Store {
 
         let mut receipt = CommitReceipt::default();
         for chunk in upserts.chunks(UPSERT_CHUNK) {
-            let mut sql = String::with_capacity(256 + chunk.len() * 40);
-            sql.push_str(
-                "INSERT INTO records (tenant_id, kind, external_id, installation_id, data, \
-                 source_updated_at, synced_at, version) VALUES ",
-            );
-            for i in 0..chunk.len() {
-                if i > 0 {
-                    sql.push(',');
-                }
-                match self.backend() {
-                    // Anonymous `?` parameters on SQLite: sqlx binds `$N` parameters by looking
-                    // each name up (`sqlite3_bind_parameter_name`, a linear scan of the
-                    // statement's parameter list), quadratic in the 700 parameters of a full
-                    // chunk — a quarter of a sync's CPU time (BENCHMARKS.md, "Sync throughput").
-                    // Values are bound in the same order either way.
-                    Backend::Sqlite => sql.push_str("(?, ?, ?, ?, ?, ?, ?, 1)"),
-                    Backend::Postgres => {
-                        let b = i * 7;
-                        let _ = write!(
-                            sql,
-                            "(${}, ${}, ${}, ${}, ${}, ${}, ${}, 1)",
-                            b + 1,
-                            b + 2,
-                            b + 3,
-                            b + 4,
-                            b + 5,
-                            b + 6,
-                            b + 7
-                        );
-                    }
+            // How many of the chunk's rows exist already: with the rows the upsert writes, that
+            // splits the chunk into created / updated / unchanged. (`RETURNING version` gave
+            // the split too, but sqlx streams returned rows one message at a time from its
+            // SQLite worker thread, which cost more than this indexed count: BENCHMARKS.md.)
+            let mut existing = 0u64;
+            let mut by_kind: Vec<(&str, Vec<&str>)> = Vec::new();
+            for (kind, record) in chunk {
+                match by_kind.iter_mut().find(|(k, _)| k == kind) {
+                    Some((_, ids)) => ids.push(record.id.as_str()),
+                    None => by_kind.push((kind, vec![record.id.as_str()])),
                 }
             }
-            sql.push_str(
-                " ON CONFLICT (tenant_id, kind, external_id) DO UPDATE SET \
-                 data = excluded.data, source_updated_at = excluded.source_updated_at, \
-                 synced_at = excluded.synced_at, installation_id = excluded.installation_id, \
-                 version = records.version + 1, deleted_at = NULL \
-                 WHERE records.data <> excluded.data OR records.deleted_at IS NOT NULL \
-                 OR records.installation_id <> excluded.installation_id \
-                 RETURNING version",
-            );
-            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for (kind, ids) in &by_kind {
+                let mut query = sqlx::query(sqlx::AssertSqlSafe(count_existing_sql(
+                    self.backend(),
+                    ids.len(),
+                )))
+                .bind(scope.tenant)
+                .bind(*kind);
+                for id in ids {
+                    query = query.bind(*id);
+                }
+                let count: i64 = query
+                    .fetch_one(&mut *tx)
+                    .await
+                    .and_then(|row| row.try_get(0))
+                    .map_err(query_error("count existing records"))?;
+                existing += u64::try_from(count).unwrap_or(0);
+            }
+
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(upsert_sql(
+                self.backend(),
+                chunk.len(),
+            )));
             for (kind, record) in chunk {
                 let data =
                     serde_json::to_string(&record.data).map_err(|e| StoreError::Invalid {
@@ -153,19 +145,16 @@ impl Store {
                     .bind(record.updated_at.map(to_ms))
                     .bind(now);
             }
-            let versions: Vec<i64> = query
-                .fetch_all(&mut *tx)
+            let written = query
+                .execute(&mut *tx)
                 .await
                 .map_err(query_error("upsert records"))?
-                .iter()
-                .map(|row| row.try_get::<i64, _>(0))
-                .collect::<Result<_, _>>()
-                .map_err(query_error("read upsert result"))?;
-            let created = versions.iter().filter(|v| **v == 1).count() as u64;
-            let written = versions.len() as u64;
+                .rows_affected();
+            let rows = chunk.len() as u64;
+            let created = rows.saturating_sub(existing);
             receipt.created += created;
-            receipt.updated += written - created;
-            receipt.unchanged += chunk.len() as u64 - written;
+            receipt.updated += written.saturating_sub(created);
+            receipt.unchanged += rows.saturating_sub(written);
         }
         for (kind, id) in deletes {
             let done = sqlx::query(
@@ -230,6 +219,66 @@ impl Store {
             .and_then(|row| async move { decode_record(&row) })
             .boxed()
     }
+}
+
+/// Appends `n` bind placeholders for one row, numbered from `first` on PostgreSQL.
+///
+/// SQLite gets anonymous `?` parameters: sqlx binds `$N` parameters there by looking each name
+/// up (`sqlite3_bind_parameter_name`, a linear scan of the statement's parameter list), which
+/// is quadratic in the 700 parameters of a full upsert chunk and cost a quarter of a sync's
+/// CPU time (BENCHMARKS.md, "Sync throughput"). Values are bound in the same order either way.
+fn push_placeholders(sql: &mut String, backend: Backend, first: usize, n: usize) {
+    for i in 0..n {
+        if i > 0 {
+            sql.push_str(", ");
+        }
+        match backend {
+            Backend::Sqlite => sql.push('?'),
+            Backend::Postgres => {
+                let _ = write!(sql, "${}", first + i);
+            }
+        }
+    }
+}
+
+/// `INSERT … ON CONFLICT DO UPDATE` of `rows` records (7 parameters each); a row whose data,
+/// tombstone and installation are unchanged is left alone (not counted as affected).
+fn upsert_sql(backend: Backend, rows: usize) -> String {
+    let mut sql = String::with_capacity(512 + rows * 40);
+    sql.push_str(
+        "INSERT INTO records (tenant_id, kind, external_id, installation_id, data, \
+         source_updated_at, synced_at, version) VALUES ",
+    );
+    for row in 0..rows {
+        if row > 0 {
+            sql.push(',');
+        }
+        sql.push('(');
+        push_placeholders(&mut sql, backend, row * 7 + 1, 7);
+        sql.push_str(", 1)");
+    }
+    sql.push_str(
+        " ON CONFLICT (tenant_id, kind, external_id) DO UPDATE SET \
+         data = excluded.data, source_updated_at = excluded.source_updated_at, \
+         synced_at = excluded.synced_at, installation_id = excluded.installation_id, \
+         version = records.version + 1, deleted_at = NULL \
+         WHERE records.data <> excluded.data OR records.deleted_at IS NOT NULL \
+         OR records.installation_id <> excluded.installation_id",
+    );
+    sql
+}
+
+/// Counts the stored records (tombstones included) of one tenant and kind among `ids` ids.
+fn count_existing_sql(backend: Backend, ids: usize) -> String {
+    let mut sql = String::with_capacity(128 + ids * 6);
+    sql.push_str("SELECT COUNT(*) FROM records WHERE tenant_id = ");
+    push_placeholders(&mut sql, backend, 1, 1);
+    sql.push_str(" AND kind = ");
+    push_placeholders(&mut sql, backend, 2, 1);
+    sql.push_str(" AND external_id IN (");
+    push_placeholders(&mut sql, backend, 3, ids);
+    sql.push(')');
+    sql
 }
 
 /// Whether an export includes tombstones.

@@ -279,7 +279,9 @@ impl Fetcher {
         }
     }
 
-    pub(crate) fn count_page(&self) {
+    /// Counts a page read (the pagination helpers do; a custom paginator built on
+    /// [`crate::pagination::paginate`] should too, so run summaries stay right).
+    pub fn count_page(&self) {
         self.inner.counters.pages.fetch_add(1, Ordering::Relaxed);
     }
 

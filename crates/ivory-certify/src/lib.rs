@@ -1,0 +1,1 @@
+//! The static half of `ivory certify`.
