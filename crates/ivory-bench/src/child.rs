@@ -7,10 +7,11 @@ use std::time::{Duration, Instant};
 
 use ivory_runtime::{RunError, Runner, Store, SyncOptions};
 use ivory_sdk::manifest::CursorKind;
-use ivory_sdk::{Clock, Credentials};
+use ivory_sdk::{Clock, Credentials, DynConnector};
 use ivory_testkit::connectors::{ItemsConnector, items_manifest};
 use serde::{Deserialize, Serialize};
 
+use crate::prefetch::PrefetchingItemsConnector;
 use crate::proc_stats::{Usage, usage};
 
 /// `ivory-bench sync-child`.
@@ -34,6 +35,9 @@ pub(crate) struct ChildArgs {
     /// Stop the sync (drop it, as a killed process would) after this many seconds.
     #[arg(long)]
     pub(crate) max_seconds: Option<f64>,
+    /// Use the connector variant that fetches one page ahead (see `prefetch.rs`).
+    #[arg(long)]
+    pub(crate) prefetch: bool,
 }
 
 /// What the child reports.
@@ -97,7 +101,15 @@ async fn sync(args: &ChildArgs) -> anyhow::Result<ChildReport> {
     let runner = Runner::new(store.clone(), Clock::system());
     let mut manifest = items_manifest("bench-items", CursorKind::OpaqueToken, args.rate);
     manifest.connection.sync.burst = Some(args.burst);
-    let connector = ItemsConnector::new(args.page_size);
+    let plain = ItemsConnector::new(args.page_size);
+    let prefetching = PrefetchingItemsConnector {
+        page_size: args.page_size,
+    };
+    let connector: &dyn DynConnector = if args.prefetch {
+        &prefetching
+    } else {
+        &plain
+    };
     let options = SyncOptions {
         base_url: Some(url::Url::parse(&args.url)?),
         ..SyncOptions::default()
@@ -106,7 +118,7 @@ async fn sync(args: &ChildArgs) -> anyhow::Result<ChildReport> {
     let run = runner.sync(
         "tenant-bench",
         &manifest,
-        &connector,
+        connector,
         Credentials::None,
         options,
     );

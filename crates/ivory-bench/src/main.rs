@@ -19,6 +19,7 @@ mod child;
 mod fake;
 mod pacing;
 mod peer;
+mod prefetch;
 mod proc_stats;
 mod report;
 mod store;

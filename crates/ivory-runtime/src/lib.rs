@@ -11,6 +11,7 @@ pub mod objects;
 pub mod runner;
 pub mod store;
 pub mod vault;
+pub mod webhooks;
 pub mod workflows;
 
 pub use runner::{RunError, Runner, SinkWrapper, SyncOptions, SyncSummary};

@@ -364,26 +364,7 @@ impl Runner {
         run_id: &str,
     ) -> Result<(SyncSummary, Result<(), ivory_sdk::Error>), RunError> {
         let sync = &manifest.connection.sync;
-        let rate = NonZeroU32::new(sync.rate_limit_per_minute).ok_or_else(|| {
-            RunError::Setup("the manifest's rateLimitPerMinute must be > 0".into())
-        })?;
-        let burst = sync
-            .burst
-            .and_then(NonZeroU32::new)
-            .unwrap_or(NonZeroU32::MIN);
-        let mut fetch = FetchConfig::new(rate, manifest.hosts.clone());
-        fetch.burst = burst;
-        fetch.base_url_override = options.base_url.clone();
-        fetch.retry = options.retry.clone();
-        fetch.http = options.http.clone();
-        if let Some(source) = &options.token_source {
-            fetch.auth = Some(source.clone());
-        } else if let Some(secret) = credentials.bearer() {
-            fetch = fetch.with_bearer(secret.clone());
-        }
-        fetch.jitter_seed = options.jitter_seed;
-        let fetcher =
-            Fetcher::new(fetch, self.clock.clone()).map_err(|e| RunError::Setup(e.to_string()))?;
+        let fetcher = self.fetcher_for(manifest, &credentials, options)?;
         let cursor = if options.full_refresh {
             None
         } else {
@@ -462,6 +443,43 @@ impl Runner {
             error: None,
         };
         Ok((summary, result))
+    }
+}
+
+impl Runner {
+    /// The paced fetcher of an installation: the manifest's rate, burst and hosts, the
+    /// options' base URL, retry policy and credentials.
+    pub(crate) fn fetcher_for(
+        &self,
+        manifest: &Manifest,
+        credentials: &Credentials,
+        options: &SyncOptions,
+    ) -> Result<Fetcher, RunError> {
+        let sync = &manifest.connection.sync;
+        let rate = NonZeroU32::new(sync.rate_limit_per_minute).ok_or_else(|| {
+            RunError::Setup("the manifest's rateLimitPerMinute must be > 0".into())
+        })?;
+        let burst = sync
+            .burst
+            .and_then(NonZeroU32::new)
+            .unwrap_or(NonZeroU32::MIN);
+        let mut fetch = FetchConfig::new(rate, manifest.hosts.clone());
+        fetch.burst = burst;
+        fetch.base_url_override = options.base_url.clone();
+        fetch.retry = options.retry.clone();
+        fetch.http = options.http.clone();
+        if let Some(source) = &options.token_source {
+            fetch.auth = Some(source.clone());
+        } else if let Some(secret) = credentials.bearer() {
+            fetch = fetch.with_bearer(secret.clone());
+        }
+        fetch.jitter_seed = options.jitter_seed;
+        Fetcher::new(fetch, self.clock.clone()).map_err(|e| RunError::Setup(e.to_string()))
+    }
+
+    /// The clock.
+    pub fn clock(&self) -> &Clock {
+        &self.clock
     }
 }
 

@@ -5,8 +5,9 @@ use std::pin::Pin;
 
 use crate::context::Context;
 use crate::error::Error;
-use crate::secret::Secret;
-use crate::webhook::{Delivery, Rejection, Scheme, Verified, Verifier};
+use jiff::Timestamp;
+
+use crate::webhook::{Delivery, Rejection, Verified, Verifier};
 
 /// A verified webhook delivery, parsed.
 #[derive(Debug, Clone, PartialEq)]
@@ -73,30 +74,17 @@ pub trait Connector: Send + Sync {
         async { Ok(()) }
     }
 
-    /// Verifies an inbound webhook delivery with the installation's secret. The default
-    /// verifies with the manifest's declared `scheme` and default tolerance; override it only
-    /// for an upstream whose scheme needs connector knowledge. The platform then applies the
-    /// replay cache.
+    /// Verifies an inbound webhook delivery at `now`. The platform builds `verifier` from the
+    /// manifest's `webhooks` block (scheme, tolerance) and the installation's secret; the
+    /// default simply uses it. Override only for an upstream whose scheme needs connector
+    /// knowledge. The platform applies the replay cache afterwards.
     fn verify_webhook(
         &self,
         delivery: &Delivery,
-        scheme: &Scheme,
-        secret: &Secret,
+        verifier: &Verifier,
+        now: Timestamp,
     ) -> Result<Verified, Rejection> {
-        verify_with(delivery, scheme, secret)
-    }
-}
-
-/// The default webhook verification: `scheme` with `secret`, at the system time.
-fn verify_with(
-    delivery: &Delivery,
-    scheme: &Scheme,
-    secret: &Secret,
-) -> Result<Verified, Rejection> {
-    match Verifier::new(scheme.clone(), secret.expose()) {
-        Ok(verifier) => verifier.verify(delivery),
-        // A secret the scheme cannot use verifies nothing.
-        Err(_) => Err(Rejection::NoSignatureMatched),
+        verifier.verify_at(delivery, now)
     }
 }
 
@@ -120,8 +108,8 @@ pub trait DynConnector: Send + Sync {
     fn verify_webhook_dyn(
         &self,
         delivery: &Delivery,
-        scheme: &Scheme,
-        secret: &Secret,
+        verifier: &Verifier,
+        now: Timestamp,
     ) -> Result<Verified, Rejection>;
 }
 
@@ -141,10 +129,10 @@ impl<C: Connector> DynConnector for C {
     fn verify_webhook_dyn(
         &self,
         delivery: &Delivery,
-        scheme: &Scheme,
-        secret: &Secret,
+        verifier: &Verifier,
+        now: Timestamp,
     ) -> Result<Verified, Rejection> {
-        self.verify_webhook(delivery, scheme, secret)
+        self.verify_webhook(delivery, verifier, now)
     }
 }
 
