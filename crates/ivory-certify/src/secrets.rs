@@ -9,7 +9,7 @@
 //!
 //! Every regular file under the root, hidden ones included (`.env`), except: `.git/` and the
 //! directories of [`ScanOptions::exclude_dirs`] (default `target/` and `node_modules/`) at any
-//! depth, files the tree's own `.gitignore` files ignore, binary files (a NUL byte in the first
+//! depth, files the tree's own `.gitignore` files ignore, the allow-list file, binary files (a NUL byte in the first
 //! 8 KiB) and files over [`ScanOptions::max_file_bytes`] (2 MiB by default). Skipped files are
 //! listed in [`ScanReport::skipped`].
 //!
@@ -50,6 +50,7 @@ use std::fmt;
 use std::io::Read;
 use std::ops::Range;
 use std::path::Path;
+use std::sync::OnceLock;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -172,13 +173,18 @@ impl ScanReport {
 /// tree cannot be read (or the allow-list is malformed); findings are data, in the report.
 pub fn scan_secrets(root: &Path, options: &ScanOptions) -> Result<ScanReport, ScanError> {
     let compiled = compile()?;
+    let files = walk::files(root, options)?;
     let allow = AllowList::load(root)?;
     let mut report = ScanReport::default();
-    for file in walk::files(root, options)? {
+    for file in files {
+        // The allow-list holds fingerprints and places, not secrets.
+        if file.relative == ALLOW_FILE {
+            continue;
+        }
         match read_text(&file.absolute, options.max_file_bytes)? {
             Content::Text(text) => {
                 report.files_scanned += 1;
-                for finding in scan_with(&compiled, &file.relative, &text) {
+                for finding in scan_with(compiled, &file.relative, &text) {
                     if allow.allows(&finding) {
                         report.allowed.push(finding);
                     } else {
@@ -190,6 +196,7 @@ pub fn scan_secrets(root: &Path, options: &ScanOptions) -> Result<ScanReport, Sc
                 path: file.relative,
                 reason,
             }),
+            Content::Gone => {}
         }
     }
     report.unused_allow_entries = allow.unused();
@@ -211,16 +218,33 @@ pub fn scan_secrets(root: &Path, options: &ScanOptions) -> Result<ScanReport, Sc
 /// # Ok::<(), ivory_certify::ScanError>(())
 /// ```
 pub fn scan_text(path: &str, text: &str) -> Result<Vec<Finding>, ScanError> {
-    Ok(scan_with(&compile()?, path, text))
+    Ok(scan_with(compile()?, path, text))
 }
 
-fn compile() -> Result<Compiled, ScanError> {
-    Compiled::new().map_err(|(id, message)| ScanError::Rule { id, message })
+/// The rules, compiled once per process.
+fn compile() -> Result<&'static Compiled, ScanError> {
+    static COMPILED: OnceLock<Result<Compiled, (&'static str, String)>> = OnceLock::new();
+    COMPILED
+        .get_or_init(Compiled::new)
+        .as_ref()
+        .map_err(|(id, message)| ScanError::Rule {
+            id,
+            message: message.clone(),
+        })
+}
+
+/// A file's text, or `None` when it is binary or too large.
+pub(crate) fn read_source(path: &Path, max_bytes: u64) -> Result<Option<String>, ScanError> {
+    Ok(match read_text(path, max_bytes)? {
+        Content::Text(text) => Some(text),
+        Content::Skipped(_) | Content::Gone => None,
+    })
 }
 
 enum Content {
     Text(String),
     Skipped(SkipReason),
+    Gone,
 }
 
 fn read_text(path: &Path, max_bytes: u64) -> Result<Content, ScanError> {
@@ -228,7 +252,12 @@ fn read_text(path: &Path, max_bytes: u64) -> Result<Content, ScanError> {
         path: path.to_path_buf(),
         source,
     };
-    let file = std::fs::File::open(path).map_err(read_error)?;
+    let file = match std::fs::File::open(path) {
+        Ok(file) => file,
+        // Deleted since the walk listed it: it holds nothing any more.
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(Content::Gone),
+        Err(error) => return Err(read_error(error)),
+    };
     let size = file.metadata().map_err(read_error)?.len();
     if size > max_bytes {
         return Ok(Content::Skipped(SkipReason::TooLarge { bytes: size }));
@@ -315,9 +344,7 @@ fn scan_with(compiled: &Compiled, path: &str, text: &str) -> Vec<Finding> {
             }
         })
         .collect();
-    findings.sort_by(|a, b| {
-        (a.line, a.column, &a.rule).cmp(&(b.line, b.column, &b.rule))
-    });
+    findings.sort_by(|a, b| (a.line, a.column, &a.rule).cmp(&(b.line, b.column, &b.rule)));
     findings.dedup();
     findings
 }
@@ -374,8 +401,8 @@ mod tests {
         let lines = LineIndex::new(text);
         assert_eq!(lines.position(text, 0), (1, 1));
         assert_eq!(lines.position(text, 3), (2, 1));
-        assert_eq!(lines.position(text, 8), (2, 4)); // after the two-byte é
-        assert_eq!(lines.position(text, 9), (3, 1));
+        assert_eq!(lines.position(text, 7), (2, 4)); // after the two-byte é
+        assert_eq!(lines.position(text, 8), (3, 1));
     }
 
     #[test]

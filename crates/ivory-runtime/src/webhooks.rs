@@ -107,17 +107,27 @@ impl Runner {
             installation: installation.id.clone(),
             reason: reason.to_owned(),
         };
-        let spec = manifest.webhooks.as_ref().ok_or_else(|| not_configured("the manifest declares no webhooks"))?;
-        let scheme = scheme_of(spec.scheme).ok_or_else(|| not_configured("this scheme needs configuration the manifest cannot give yet"))?;
+        let spec = manifest
+            .webhooks
+            .as_ref()
+            .ok_or_else(|| not_configured("the manifest declares no webhooks"))?;
+        let scheme = scheme_of(spec.scheme).ok_or_else(|| {
+            not_configured("this scheme needs configuration the manifest cannot give yet")
+        })?;
         let secret = match store.webhook_secret(&installation.id, vault).await? {
             Some((_, WebhookSecretSource::PlatformApp)) => platform_app_secret.cloned(),
             Some((secret, _)) => secret,
             None => None,
         }
-        .ok_or_else(|| not_configured("no webhook secret is stored (ivory connect … --webhook-secret-stdin)"))?;
-        let verifier = Verifier::new(scheme, secret.expose())
-            .map_err(|e| not_configured(&format!("the stored secret is unusable: {e}")))?
-            .with_config(VerifierConfig::default().with_tolerance(std::time::Duration::from_secs(u64::from(spec.tolerance_seconds))));
+        .ok_or_else(|| {
+            not_configured("no webhook secret is stored (ivory connect … --webhook-secret-stdin)")
+        })?;
+        let verifier =
+            Verifier::new(scheme, secret.expose())
+                .map_err(|e| not_configured(&format!("the stored secret is unusable: {e}")))?
+                .with_config(VerifierConfig::default().with_tolerance(
+                    std::time::Duration::from_secs(u64::from(spec.tolerance_seconds)),
+                ));
         let verified = connector
             .verify_webhook_dyn(delivery, &verifier, now)
             .map_err(IngestError::Rejected)?;
@@ -128,7 +138,10 @@ impl Runner {
         };
 
         let payload: Value = serde_json::from_slice(delivery.body()).unwrap_or(Value::Null);
-        let event_type = payload.get("type").and_then(Value::as_str).map(str::to_owned);
+        let event_type = payload
+            .get("type")
+            .and_then(Value::as_str)
+            .map(str::to_owned);
         let event_id = verified
             .event_id()
             .map(str::to_owned)
@@ -155,7 +168,17 @@ impl Runner {
         }
         tracing::info!(installation = %installation.id, event_id = %event_id, event_type = ?event_type, "Webhook delivery stored.");
 
-        let result = self.process(&installation, manifest, connector, &event_id, event_type.as_deref(), &payload, &delivery_id).await;
+        let result = self
+            .process(
+                &installation,
+                manifest,
+                connector,
+                &event_id,
+                event_type.as_deref(),
+                &payload,
+                &delivery_id,
+            )
+            .await;
         let (status, error) = match &result {
             Ok(_) => ("processed", None),
             Err(e) => ("failed", Some(e.to_string())),
@@ -168,7 +191,10 @@ impl Runner {
             .await
             .map_err(query_error("mark webhook delivery"))?;
         let workflow_runs = result?;
-        Ok(Ingested::Accepted { delivery_id, workflow_runs })
+        Ok(Ingested::Accepted {
+            delivery_id,
+            workflow_runs,
+        })
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -186,7 +212,14 @@ impl Runner {
         let fetcher = self
             .fetcher_for(manifest, &Credentials::None, &SyncOptions::default())
             .map_err(|e| IngestError::Processing(e.to_string()))?;
-        let sink = InstallationSink::new(store.clone(), &installation.tenant_id, &installation.id, None, self.clock().clone(), std::time::Duration::ZERO);
+        let sink = InstallationSink::new(
+            store.clone(),
+            &installation.tenant_id,
+            &installation.id,
+            None,
+            self.clock().clone(),
+            std::time::Duration::ZERO,
+        );
         let mut ctx = Context::new(ContextParts {
             tenant: installation.tenant_id.clone(),
             installation: installation.id.clone(),
@@ -211,10 +244,18 @@ impl Runner {
             .on_webhook_boxed(&mut ctx, &event)
             .await
             .map_err(|e| IngestError::Processing(e.to_string()))?;
-        ctx.finish().await.map_err(|e| IngestError::Processing(e.to_string()))?;
+        ctx.finish()
+            .await
+            .map_err(|e| IngestError::Processing(e.to_string()))?;
         match event_type {
             Some(event_type) => store
-                .run_webhook_workflows(&installation.id, delivery_id, event_type, payload, self.clock().now())
+                .run_webhook_workflows(
+                    &installation.id,
+                    delivery_id,
+                    event_type,
+                    payload,
+                    self.clock().now(),
+                )
                 .await
                 .map_err(|e| IngestError::Processing(e.to_string())),
             None => Ok(Vec::new()),

@@ -166,7 +166,7 @@ mod tests {
         let list = AllowList::parse(
             "# comment\n\n./tests/key.pem:3   # why\nprivate-key:00112233AABBCCDD\n",
         )
-        .unwrap();
+        .expect("parses");
         assert!(list.allows(&finding("tests/key.pem", 3, "private-key", "ffff")));
         assert!(!list.allows(&finding("tests/key.pem", 4, "private-key", "ffff")));
         assert!(list.allows(&finding("src/x.rs", 9, "private-key", "00112233aabbccdd")));
@@ -176,7 +176,7 @@ mod tests {
 
     #[test]
     fn reports_unused_entries() {
-        let list = AllowList::parse("a.rs:1\nb.rs:2\n").unwrap();
+        let list = AllowList::parse("a.rs:1\nb.rs:2\n").expect("parses");
         assert!(list.allows(&finding("a.rs", 1, "github-token", "0")));
         assert_eq!(list.unused(), vec!["b.rs:2".to_owned()]);
     }
@@ -190,7 +190,7 @@ mod tests {
             ("private-key:123\n", 1),
             (":4\n", 1),
         ] {
-            let (at, message) = AllowList::parse(text).unwrap_err();
+            let (at, message) = AllowList::parse(text).expect_err("malformed");
             assert_eq!(at, line, "{text:?}: {message}");
         }
     }

@@ -52,7 +52,10 @@ pub(crate) fn literal_host(literal: &str) -> Option<UrlHost> {
     // Parse only the scheme and authority: the rest may be a format string.
     let scheme_end = url_text.len() - rest.len();
     let head = &url_text[..scheme_end + authority_end];
-    match Url::parse(head).ok().and_then(|url| url.host().map(|h| h.to_owned())) {
+    match Url::parse(head)
+        .ok()
+        .and_then(|url| url.host().map(|h| h.to_owned()))
+    {
         Some(Host::Domain(domain)) => Some(UrlHost::Host(
             domain.trim_end_matches('.').to_ascii_lowercase(),
         )),
@@ -106,7 +109,10 @@ mod tests {
             ("https://user:pw@api.hubapi.com/x", host("api.hubapi.com")),
             ("http://127.0.0.1:8080/x", host("127.0.0.1")),
             ("http://[::1]:9/x", host("[::1]")),
-            ("https://api.airtable.com/v0/{base}/{table}", host("api.airtable.com")),
+            (
+                "https://api.airtable.com/v0/{base}/{table}",
+                host("api.airtable.com"),
+            ),
             ("//evil.test/x", host("evil.test")),
             ("https://{}.example.com/x", Some(UrlHost::Computed)),
             ("https://", Some(UrlHost::Computed)),
@@ -139,14 +145,24 @@ mod tests {
         ] {
             assert!(allowed_in_tests(ok), "{ok}");
         }
-        for no in ["api.stripe.com", "example.com.evil.io", "notexample.com", "10.0.0.1"] {
+        for no in [
+            "api.stripe.com",
+            "example.com.evil.io",
+            "notexample.com",
+            "10.0.0.1",
+        ] {
             assert!(!allowed_in_tests(no), "{no}");
         }
     }
 
     #[test]
     fn test_paths() {
-        for yes in ["tests/it/main.rs", "benches/b.rs", "src/tests.rs", "src/client_test.rs"] {
+        for yes in [
+            "tests/it/main.rs",
+            "benches/b.rs",
+            "src/tests.rs",
+            "src/client_test.rs",
+        ] {
             assert!(is_test_path(yes), "{yes}");
         }
         for no in ["src/lib.rs", "src/testing.rs", "build.rs", "src/contest.rs"] {

@@ -388,8 +388,8 @@ let r#type = "raw ident";
                 lit(r#"raw "with" quotes"#, 6, 9, false),
                 lit("bytes", 7, 9, false),
                 lit(r#"b\"s"#, 8, 9, false),
-                lit("after lifetime", 9, 72, false),
-                lit("raw ident", 11, 16, false),
+                lit("after lifetime", 9, 63, false),
+                lit("raw ident", 11, 14, false),
             ]
         );
         let idents = lex(source, false).idents;
@@ -444,7 +444,16 @@ fn last() { let _ = "still live"; }
 
     #[test]
     fn never_panics_on_truncated_input() {
-        for source in ["\"open", "r#\"open", "/* open", "'", "b'", "#[cfg(test", "r#", "'\\"] {
+        for source in [
+            "\"open",
+            "r#\"open",
+            "/* open",
+            "'",
+            "b'",
+            "#[cfg(test",
+            "r#",
+            "'\\",
+        ] {
             let _ = lex(source, false);
         }
     }

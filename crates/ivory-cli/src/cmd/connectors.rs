@@ -1,7 +1,8 @@
 //! The connectors this binary knows by id.
 //!
-//! Until the reference connectors land, the built-ins are the two example connectors of the
-//! testkit (one per cursor kind), which talk to the fake items API (`ivory demo` starts one):
+//! The reference connectors (`stripe`; HubSpot and Airtable to come), and the two example
+//! connectors of the testkit (one per cursor kind), which talk to the fake items API (`ivory
+//! demo` starts one):
 //! `example-items` writes kind `item`, `example-changes` kind `item_change`.
 
 use std::sync::Arc;
@@ -17,11 +18,15 @@ pub(crate) struct Builtin {
 }
 
 /// Ids of the built-in connectors.
-pub(crate) const BUILTIN_IDS: &[&str] = &["example-items", "example-changes"];
+pub(crate) const BUILTIN_IDS: &[&str] = &["stripe", "example-items", "example-changes"];
 
 /// The built-in connector with this id.
 pub(crate) fn builtin(id: &str) -> Option<Builtin> {
     match id {
+        "stripe" => Some(Builtin {
+            manifest: ivory_connector_stripe::manifest().clone(),
+            connector: Arc::new(ivory_connector_stripe::StripeConnector::default()),
+        }),
         "example-items" => Some(Builtin {
             manifest: items_manifest("example-items", CursorKind::OpaqueToken, 6000),
             connector: Arc::new(ItemsConnector {

@@ -119,9 +119,16 @@ impl ObjectCatalog {
             let spec: String = row.try_get("spec").map_err(read)?;
             let spec: ObjectSpec =
                 serde_json::from_str(&spec).map_err(|e| corrupt("object definition", e))?;
-            let compiled =
-                CompiledObject::compile(&spec).map_err(|e| corrupt("object definition", e))?;
-            objects.insert(kind, compiled);
+            // A stored definition compiled when it was provisioned; if it no longer does, its
+            // kind is treated as undefined rather than failing every write of the tenant.
+            match CompiledObject::compile(&spec) {
+                Ok(compiled) => {
+                    objects.insert(kind, compiled);
+                }
+                Err(error) => {
+                    tracing::error!(tenant, kind = %kind, %error, "Stored object definition no longer compiles; its formulas are not computed.");
+                }
+            }
         }
         let rows = sqlx::query(
             "SELECT id, installation_id, version, spec, locator FROM workflows \
@@ -137,16 +144,23 @@ impl ObjectCatalog {
             let spec: String = row.try_get("spec").map_err(read)?;
             let spec: WorkflowSpec =
                 serde_json::from_str(&spec).map_err(|e| corrupt("workflow", e))?;
-            let workflow = CompiledWorkflow::compile(
-                row.try_get("id").map_err(read)?,
+            let id: String = row.try_get("id").map_err(read)?;
+            // A workflow can watch or write a kind another installation owns; if that kind was
+            // changed (a breaking change) so that the workflow no longer compiles, the workflow
+            // is skipped (until its connector re-provisions) rather than failing every write.
+            match CompiledWorkflow::compile(
+                id.clone(),
                 row.try_get("installation_id").map_err(read)?,
                 row.try_get("version").map_err(read)?,
                 spec,
                 row.try_get("locator").map_err(read)?,
                 &|kind| objects.get(kind),
-            )
-            .map_err(|e| corrupt("workflow", e))?;
-            workflows.push(workflow);
+            ) {
+                Ok(workflow) => workflows.push(workflow),
+                Err(error) => {
+                    tracing::error!(tenant, workflow = %id, %error, "Stored workflow no longer compiles against the current definitions; it is skipped.");
+                }
+            }
         }
         Ok(ObjectCatalog::new(tenant, objects, workflows))
     }
@@ -163,7 +177,9 @@ impl ObjectCatalog {
 
     /// Whether `kind` has formula fields (writes of it must go through [`apply`](Self::apply)).
     pub fn computes(&self, kind: &str) -> bool {
-        self.objects.get(kind).is_some_and(CompiledObject::has_formulas)
+        self.objects
+            .get(kind)
+            .is_some_and(CompiledObject::has_formulas)
     }
 
     /// Whether record-condition workflows watch `kind` (its writes must be reported so their
@@ -189,9 +205,11 @@ impl ObjectCatalog {
         let Some(object) = self.objects.get(kind).filter(|o| o.has_formulas()) else {
             return Ok(());
         };
-        let map = data.as_object_mut().ok_or_else(|| ObjectError::NotAnObject {
-            kind: kind.to_owned(),
-        })?;
+        let map = data
+            .as_object_mut()
+            .ok_or_else(|| ObjectError::NotAnObject {
+                kind: kind.to_owned(),
+            })?;
         object.compute(map, now);
         Ok(())
     }
@@ -221,10 +239,6 @@ impl ObjectCatalog {
     /// for each condition that went from false to true, records a pending run in the same
     /// transaction. Returns the new runs' ids; execute them after the commit with
     /// [`Store::run_pending_workflows`]. Does nothing for a kind nobody watches.
-    #[allow(
-        dead_code,
-        reason = "called by Store::commit (store/records.rs) for kinds this catalog watches"
-    )]
     pub(crate) async fn record_written(
         &self,
         tx: &mut crate::objects::edit::Tx,
@@ -248,7 +262,10 @@ impl ObjectCatalog {
         self.by_id.get(id).map(|i| &self.workflows[*i])
     }
 
-    pub(crate) fn condition_workflows(&self, kind: &str) -> impl Iterator<Item = &CompiledWorkflow> {
+    pub(crate) fn condition_workflows(
+        &self,
+        kind: &str,
+    ) -> impl Iterator<Item = &CompiledWorkflow> {
         self.conditions
             .get(kind)
             .into_iter()
@@ -285,5 +302,92 @@ impl Store {
             .await
             .map_err(query_error("acquire connection"))?;
         ObjectCatalog::load(&mut conn, tenant).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use serde_json::json;
+
+    use crate::objects::ChangePolicy;
+    use crate::store::{Actor, Store};
+    use crate::workflows::WorkflowRunStatus;
+
+    /// The hook `Store::commit` runs for synced writes: formulas computed, conditions
+    /// evaluated inside the writing transaction, runs executed after the commit; a second
+    /// write while the condition holds fires nothing.
+    #[tokio::test]
+    async fn synced_writes_compute_formulas_and_record_condition_runs_in_their_transaction() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = Store::open(dir.path().join("ivory.db").to_str().expect("path"))
+            .await
+            .expect("store");
+        let now: jiff::Timestamp = "2026-02-01T00:00:00Z".parse().expect("time");
+        let manifest: ivory_sdk::manifest::Manifest = serde_json::from_value(json!({
+            "id": "crm", "name": "CRM", "version": "1.0.0", "publisher": "Ivorycom",
+            "description": "Deals.",
+            "connection": {"type": "none", "sync": {"cursor": "none", "direction": "inbound",
+                "conflictPolicy": "source_wins", "rateLimitPerMinute": 60}},
+            "objects": [{"kind": "deal", "fields": [
+                {"name": "amount", "type": "number"},
+                {"name": "big", "type": "formula", "formula": "{amount} >= 1000"}
+            ]}],
+            "workflows": [{"name": "big-deal",
+                "trigger": {"recordCondition": {"kind": "deal", "condition": "{big}"}},
+                "actions": [{"log": {"message": "{{record.amount}}"}}]}]
+        }))
+        .expect("manifest");
+        let installation = store
+            .ensure_installation("acme", &manifest, &BTreeMap::new(), now)
+            .await
+            .expect("installation");
+        store
+            .provision(
+                &installation.id,
+                &manifest,
+                ChangePolicy::AdditiveOnly,
+                &Actor::User("admin".into()),
+                now,
+            )
+            .await
+            .expect("provision");
+
+        for amount in [5000, 6000] {
+            let mut tx = store.begin_write().await.expect("begin");
+            let catalog = super::ObjectCatalog::load(&mut tx, "acme")
+                .await
+                .expect("catalog");
+            let upstream = json!({"amount": amount, "big": "upstream says no"});
+            let data = catalog
+                .computed("deal", &upstream, now)
+                .expect("computed")
+                .expect("deal has formulas");
+            assert_eq!(data["big"], json!(true));
+            sqlx::query(
+                "INSERT INTO records (tenant_id, kind, external_id, installation_id, data, synced_at, version) \
+                 VALUES ('acme', 'deal', 'd1', $1, $2, 0, 1) ON CONFLICT (tenant_id, kind, external_id) \
+                 DO UPDATE SET data = excluded.data",
+            )
+            .bind(&installation.id)
+            .bind(data.to_string())
+            .execute(&mut *tx)
+            .await
+            .expect("upsert");
+            assert!(catalog.watches("deal"));
+            let fired = catalog
+                .record_written(&mut tx, "deal", "d1", &data, now)
+                .await
+                .expect("hook");
+            assert_eq!(fired.len(), usize::from(amount == 5000), "transition only");
+            tx.commit().await.expect("commit");
+            store.run_pending_workflows("acme", now).await.expect("run");
+        }
+        let runs = store.workflow_runs("acme").await.expect("runs");
+        assert_eq!(runs.len(), 1);
+        assert_eq!(runs[0].status, WorkflowRunStatus::Succeeded);
+        assert_eq!(runs[0].log, ["5000"]);
+        assert_eq!(runs[0].delivery_id, "record:d1:1");
     }
 }

@@ -293,7 +293,10 @@ impl CompiledObject {
 
 /// The order formula fields compile and compute in: a depth-first topological sort of the
 /// formula-to-formula references, refusing a cycle with its path.
-fn formula_order(kind: &str, parsed: &[(&str, &str, Vec<String>)]) -> Result<Vec<usize>, ObjectError> {
+fn formula_order(
+    kind: &str,
+    parsed: &[(&str, &str, Vec<String>)],
+) -> Result<Vec<usize>, ObjectError> {
     let index: HashMap<&str, usize> = parsed
         .iter()
         .enumerate()
@@ -375,7 +378,10 @@ mod tests {
         let mut data = serde_json::json!({"Net": "10.50", "Total": 1, "Tax": "bogus"});
         let map = data.as_object_mut().expect("object");
         compiled.compute(map, Timestamp::UNIX_EPOCH);
-        assert_eq!(data, serde_json::json!({"Net": "10.50", "Tax": 2.1, "Total": 12.6}));
+        assert_eq!(
+            data,
+            serde_json::json!({"Net": "10.50", "Tax": 2.1, "Total": 12.6})
+        );
     }
 
     #[test]

@@ -146,9 +146,11 @@ pub(crate) async fn edit_record(
         });
     };
     let mut after = before.clone();
-    let map = after.as_object_mut().ok_or_else(|| ObjectError::NotAnObject {
-        kind: edit.kind.to_owned(),
-    })?;
+    let map = after
+        .as_object_mut()
+        .ok_or_else(|| ObjectError::NotAnObject {
+            kind: edit.kind.to_owned(),
+        })?;
     for (field, value) in &edit.sets {
         map.insert(field.clone(), value.clone());
     }
@@ -201,9 +203,10 @@ pub(crate) async fn edit_record(
         .with_diff(diff),
     )
     .await?;
-    let triggered =
-        evaluate_conditions(tx, catalog, edit.kind, edit.id, &after, edit.depth, edit.now)
-            .await?;
+    let triggered = evaluate_conditions(
+        tx, catalog, edit.kind, edit.id, &after, edit.depth, edit.now,
+    )
+    .await?;
     Ok(Edited {
         data: after,
         version: version + 1,
@@ -300,12 +303,7 @@ fn changed_fields(before: &Value, after: &Value) -> Vec<String> {
         .iter()
         .filter(|(k, v)| before.get(*k) != Some(*v))
         .map(|(k, _)| k.clone())
-        .chain(
-            before
-                .keys()
-                .filter(|k| !after.contains_key(*k))
-                .cloned(),
-        )
+        .chain(before.keys().filter(|k| !after.contains_key(*k)).cloned())
         .collect();
     changed.sort();
     changed.dedup();
@@ -386,7 +384,8 @@ impl Store {
     /// an audit event `record.update` records the before/after values of every changed field
     /// (formula fields included), and the record conditions of the kind's workflows are
     /// evaluated. After the commit, the runs those conditions triggered (false to true) are
-    /// executed and returned. An edit that changes nothing writes nothing.
+    /// executed and returned (a run the store cannot execute right now stays pending for
+    /// [`Store::run_pending_workflows`]). An edit that changes nothing writes nothing.
     ///
     /// # Errors
     ///
@@ -419,10 +418,19 @@ impl Store {
             depth: 0,
         };
         let edited = edit_record(&mut tx, &catalog, &edit).await?;
-        tx.commit().await.map_err(query_error("commit record edit"))?;
+        tx.commit()
+            .await
+            .map_err(query_error("commit record edit"))?;
         let mut runs = Vec::with_capacity(edited.triggered.len());
         for run_id in &edited.triggered {
-            runs.push(self.execute_run(run_id, Claim::Pending, now).await?);
+            // The edit is committed; a run that cannot execute now stays pending for
+            // `run_pending_workflows` instead of failing the edit.
+            match self.execute_run(run_id, Claim::Pending, now).await {
+                Ok(run) => runs.push(run),
+                Err(error) => {
+                    tracing::warn!(run = %run_id, %error, "Triggered workflow run could not execute; it stays pending.");
+                }
+            }
         }
         Ok(RecordUpdate {
             kind: kind.to_owned(),

@@ -166,7 +166,8 @@ impl Store {
     ///   per transaction (see [`Store::recompute_formulas`]).
     /// - **Workflows** are compiled against the resulting definitions (conditions typed against
     ///   the watched kind; actions may not write formula or undeclared fields) and upserted by
-    ///   name; workflows missing from the manifest are disabled.
+    ///   name (the id stays, the version is bumped); a changed trigger forgets the condition's
+    ///   last values; workflows missing from the manifest are disabled.
     ///
     /// Everything but the recomputation is one transaction, with an audit event per changed
     /// definition and workflow.
@@ -239,7 +240,12 @@ impl Store {
                         outcome: ChangeOutcome::Created,
                         // A kind removed earlier continues its history.
                         version: history.get(kind).map_or(1, |v| v + 1),
-                        added_fields: object.spec().fields.iter().map(|f| f.name.clone()).collect(),
+                        added_fields: object
+                            .spec()
+                            .fields
+                            .iter()
+                            .map(|f| f.name.clone())
+                            .collect(),
                         breaking: Vec::new(),
                     }
                 }
@@ -311,6 +317,7 @@ impl Store {
         let stored_workflows = stored_workflows(&mut tx, installation).await?;
         let mut workflows = Vec::new();
         let mut workflow_writes = Vec::new();
+        let mut reset_conditions = Vec::new();
         for spec in &manifest.workflows {
             let previous = stored_workflows.get(&spec.name);
             let id = previous.map_or_else(
@@ -321,9 +328,8 @@ impl Store {
                 Trigger::WebhookEvent(_) => locator.clone(),
                 Trigger::RecordCondition(_) => None,
             };
-            let unchanged = previous.is_some_and(|p| {
-                p.enabled && p.spec == *spec && p.locator == wf_locator
-            });
+            let unchanged =
+                previous.is_some_and(|p| p.enabled && p.spec == *spec && p.locator == wf_locator);
             let version = match previous {
                 None => 1,
                 Some(p) if unchanged => p.version,
@@ -343,6 +349,10 @@ impl Store {
                 Some(_) => ChangeOutcome::Updated,
             };
             if outcome != ChangeOutcome::Unchanged {
+                // A changed condition starts from "never evaluated" on every record.
+                if previous.is_some_and(|p| p.spec.trigger != spec.trigger) {
+                    reset_conditions.push(workflow.id.clone());
+                }
                 workflow_writes.push(workflow);
             }
             workflows.push(WorkflowChange {
@@ -374,17 +384,19 @@ impl Store {
             recomputed: 0,
         };
         if !report.changed() {
+            tx.rollback()
+                .await
+                .map_err(query_error("release write transaction"))?;
             return Ok(report);
         }
 
         // Writes.
         let at = to_ms(now);
-        for (change, object) in report.objects.iter().zip(
-            compiled
-                .iter()
-                .map(Some)
-                .chain(std::iter::repeat(None)),
-        ) {
+        for (change, object) in report
+            .objects
+            .iter()
+            .zip(compiled.iter().map(Some).chain(std::iter::repeat(None)))
+        {
             match (change.outcome, object) {
                 (ChangeOutcome::Created | ChangeOutcome::Updated, Some(object)) => {
                     let spec = to_json_text("object definition", object.spec())?;
@@ -406,12 +418,14 @@ impl Store {
                     write_version(&mut tx, &tenant, change, installation, Some(&spec), at).await?;
                 }
                 (ChangeOutcome::Removed, _) => {
-                    sqlx::query("DELETE FROM object_definitions WHERE tenant_id = $1 AND kind = $2")
-                        .bind(&tenant)
-                        .bind(&change.kind)
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(query_error("remove object definition"))?;
+                    sqlx::query(
+                        "DELETE FROM object_definitions WHERE tenant_id = $1 AND kind = $2",
+                    )
+                    .bind(&tenant)
+                    .bind(&change.kind)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(query_error("remove object definition"))?;
                     // The removal is the next version in the history.
                     let removal = ObjectChange {
                         version: change.version + 1,
@@ -435,16 +449,24 @@ impl Store {
             });
             emit(
                 &mut tx,
-                &AuditEvent::new(&tenant, actor, action, "object_definition", Some(&change.kind), now)
-                    .with_diff(diff),
+                &AuditEvent::new(
+                    &tenant,
+                    actor,
+                    action,
+                    "object_definition",
+                    Some(&change.kind),
+                    now,
+                )
+                .with_diff(diff),
             )
             .await?;
         }
         for workflow in &workflow_writes {
             let (trigger_type, trigger_key, locator) = match &workflow.trigger {
-                crate::workflows::model::CompiledTrigger::Webhook { event_type, locator } => {
-                    ("webhook_event", event_type.as_str(), Some(locator.as_str()))
-                }
+                crate::workflows::model::CompiledTrigger::Webhook {
+                    event_type,
+                    locator,
+                } => ("webhook_event", event_type.as_str(), Some(locator.as_str())),
                 crate::workflows::model::CompiledTrigger::Condition { kind, .. } => {
                     ("record_condition", kind.as_str(), None)
                 }
@@ -484,6 +506,13 @@ impl Store {
             )
             .await?;
         }
+        for id in &reset_conditions {
+            sqlx::query("DELETE FROM workflow_condition_states WHERE workflow_id = $1")
+                .bind(id)
+                .execute(&mut *tx)
+                .await
+                .map_err(query_error("reset condition states"))?;
+        }
         for previous in disabled {
             sqlx::query("UPDATE workflows SET enabled = 0, updated_at = $1 WHERE id = $2")
                 .bind(at)
@@ -493,13 +522,22 @@ impl Store {
                 .map_err(query_error("disable workflow"))?;
             emit(
                 &mut tx,
-                &AuditEvent::new(&tenant, actor, AuditAction::Delete, "workflow", Some(&previous.id), now)
-                    .with_diff(json!({"name": previous.spec.name, "version": previous.version})),
+                &AuditEvent::new(
+                    &tenant,
+                    actor,
+                    AuditAction::Delete,
+                    "workflow",
+                    Some(&previous.id),
+                    now,
+                )
+                .with_diff(json!({"name": previous.spec.name, "version": previous.version})),
             )
             .await?;
         }
         bump_stamp(&mut tx, &tenant, now).await?;
-        tx.commit().await.map_err(query_error("commit provisioning"))?;
+        tx.commit()
+            .await
+            .map_err(query_error("commit provisioning"))?;
 
         for kind in recompute {
             report.recomputed += self.recompute_formulas(&tenant, &kind, now).await?;
@@ -525,6 +563,9 @@ impl Store {
             let mut tx = self.begin_write().await?;
             let catalog = ObjectCatalog::load(&mut tx, tenant).await?;
             if !catalog.computes(kind) {
+                tx.rollback()
+                    .await
+                    .map_err(query_error("release write transaction"))?;
                 return Ok(changed);
             }
             let rows = sqlx::query(
@@ -570,7 +611,9 @@ impl Store {
                 .map_err(query_error("write recomputed record"))?;
                 changed += done.rows_affected();
             }
-            tx.commit().await.map_err(query_error("commit recomputation"))?;
+            tx.commit()
+                .await
+                .map_err(query_error("commit recomputation"))?;
             if i64::try_from(count).unwrap_or(i64::MAX) < RECOMPUTE_BATCH {
                 return Ok(changed);
             }
@@ -578,7 +621,10 @@ impl Store {
     }
 
     /// The tenant's object definitions, by kind.
-    pub async fn object_definitions(&self, tenant: &str) -> Result<Vec<ObjectDefinition>, StoreError> {
+    pub async fn object_definitions(
+        &self,
+        tenant: &str,
+    ) -> Result<Vec<ObjectDefinition>, StoreError> {
         let rows = sqlx::query(
             "SELECT kind, installation_id, version, spec, created_at, updated_at \
              FROM object_definitions WHERE tenant_id = $1 ORDER BY kind",
@@ -638,7 +684,9 @@ impl Store {
         if done.rows_affected() > 0 {
             bump_stamp(&mut tx, &tenant, now).await?;
         }
-        tx.commit().await.map_err(query_error("commit disable workflows"))?;
+        tx.commit()
+            .await
+            .map_err(query_error("commit disable workflows"))?;
         Ok(done.rows_affected())
     }
 }
@@ -786,7 +834,11 @@ async fn write_version(
 }
 
 /// A fresh catalog stamp for the tenant: every cached catalog of it is now stale.
-pub(crate) async fn bump_stamp(tx: &mut Tx, tenant: &str, now: Timestamp) -> Result<(), StoreError> {
+pub(crate) async fn bump_stamp(
+    tx: &mut Tx,
+    tenant: &str,
+    now: Timestamp,
+) -> Result<(), StoreError> {
     sqlx::query(
         "INSERT INTO object_catalog_stamps (tenant_id, stamp, updated_at) VALUES ($1, $2, $3) \
          ON CONFLICT (tenant_id) DO UPDATE SET stamp = excluded.stamp, updated_at = excluded.updated_at",

@@ -368,6 +368,18 @@ impl Store {
             .await?;
         }
         tx.commit().await.map_err(query_error("commit install"))?;
+        // The listing's custom objects and workflows (additive changes only: a breaking change
+        // of an object is refused, naming the field).
+        if !manifest.objects.is_empty() || !manifest.workflows.is_empty() {
+            self.provision(
+                &id,
+                manifest,
+                crate::objects::ChangePolicy::AdditiveOnly,
+                request.actor,
+                request.now,
+            )
+            .await?;
+        }
         let installation = self
             .installation(request.tenant, &manifest.id)
             .await?
@@ -463,6 +475,8 @@ impl Store {
         )
         .await?;
         tx.commit().await.map_err(query_error("commit uninstall"))?;
+        // Its workflows stop triggering (and the tenant's cached catalog is refreshed).
+        self.disable_workflows(&installation.id, now).await?;
         Ok(Some(installation))
     }
 

@@ -113,13 +113,12 @@ impl Store {
 
     /// An installation by id.
     pub async fn installation_by_id(&self, id: &str) -> Result<Option<Installation>, StoreError> {
-        let found: Option<(String, String)> = sqlx::query_as(
-            "SELECT tenant_id, connector_id FROM installations WHERE id = $1",
-        )
-        .bind(id)
-        .fetch_optional(self.pool())
-        .await
-        .map_err(query_error("find installation"))?;
+        let found: Option<(String, String)> =
+            sqlx::query_as("SELECT tenant_id, connector_id FROM installations WHERE id = $1")
+                .bind(id)
+                .fetch_optional(self.pool())
+                .await
+                .map_err(query_error("find installation"))?;
         match found {
             Some((tenant, connector)) => self.installation(&tenant, &connector).await,
             None => Ok(None),

@@ -69,6 +69,11 @@ impl Store {
             }
         }
 
+        // Custom objects: formula fields are computed here, on every write (never trusted from
+        // the upstream), and writes of kinds watched by record-condition workflows are reported.
+        let catalog = crate::objects::ObjectCatalog::load(&mut tx, scope.tenant).await?;
+        let mut fired: Vec<String> = Vec::new();
+
         // The last op per (kind, id) wins; one statement may not touch a row twice.
         let mut last: HashMap<(&str, &str), usize> = HashMap::with_capacity(ops.len());
         for (i, op) in ops.iter().enumerate() {
@@ -126,16 +131,18 @@ impl Store {
                 existing += u64::try_from(count).unwrap_or(0);
             }
 
-            let mut query = sqlx::query(sqlx::AssertSqlSafe(upsert_sql(
-                self.backend(),
-                chunk.len(),
-            )));
+            let mut computed: Vec<Option<serde_json::Value>> = Vec::with_capacity(chunk.len());
             for (kind, record) in chunk {
-                let data =
-                    serde_json::to_string(&record.data).map_err(|e| StoreError::Invalid {
-                        what: "record data",
-                        message: e.to_string(),
-                    })?;
+                computed.push(catalog.computed(kind, &record.data, scope.now)?);
+            }
+            let mut query =
+                sqlx::query(sqlx::AssertSqlSafe(upsert_sql(self.backend(), chunk.len())));
+            for ((kind, record), computed) in chunk.iter().zip(&computed) {
+                let stored = computed.as_ref().unwrap_or(&record.data);
+                let data = serde_json::to_string(stored).map_err(|e| StoreError::Invalid {
+                    what: "record data",
+                    message: e.to_string(),
+                })?;
                 query = query
                     .bind(scope.tenant)
                     .bind(*kind)
@@ -150,6 +157,16 @@ impl Store {
                 .await
                 .map_err(query_error("upsert records"))?
                 .rows_affected();
+            for ((kind, record), computed) in chunk.iter().zip(&computed) {
+                if catalog.watches(kind) {
+                    let stored = computed.as_ref().unwrap_or(&record.data);
+                    fired.extend(
+                        catalog
+                            .record_written(&mut tx, kind, &record.id, stored, scope.now)
+                            .await?,
+                    );
+                }
+            }
             let rows = chunk.len() as u64;
             let created = rows.saturating_sub(existing);
             receipt.created += created;
@@ -188,6 +205,12 @@ impl Store {
             .map_err(query_error("commit cursor"))?;
         }
         tx.commit().await.map_err(query_error("commit"))?;
+        if !fired.is_empty()
+            && let Err(error) = self.run_pending_workflows(scope.tenant, scope.now).await
+        {
+            // The runs stay pending (recorded with the commit) and can be retried.
+            tracing::warn!(%error, tenant = %scope.tenant, "Record-condition workflows did not run.");
+        }
         Ok(receipt)
     }
 

@@ -248,7 +248,19 @@ impl Store {
                 .fetch_optional(&mut *tx)
                 .await
                 .map_err(query_error("claim workflow run"))?;
-            if let Some(attempt) = attempt {
+            // Never hold the write transaction while waiting for another pooled connection:
+            // the other connections may all be queued on the write lock (a deadlock until the
+            // busy timeout).
+            let Some(attempt) = attempt else {
+                tx.rollback()
+                    .await
+                    .map_err(query_error("release workflow run"))?;
+                return self.workflow_run(run_id).await?.ok_or(StoreError::Corrupt {
+                    what: "workflow run",
+                    message: format!("run {run_id} vanished"),
+                });
+            };
+            {
                 let sql = format!("SELECT {RUN_COLUMNS} FROM workflow_runs WHERE id = $1");
                 let row = sqlx::query(sqlx::AssertSqlSafe(sql))
                     .bind(run_id)
@@ -262,24 +274,25 @@ impl Store {
                         self.finish_success(tx, &catalog, &run, attempt, &effects, now)
                             .await?;
                         for child in &effects.children {
-                            if let Err(error) = self.execute_run(child, Claim::Pending, now).await
-                            {
+                            if let Err(error) = self.execute_run(child, Claim::Pending, now).await {
                                 tracing::warn!(run = %child, %error, "Triggered workflow run could not execute; it stays pending.");
                             }
                         }
                     }
                     Err(Failure(message)) => {
-                        drop(tx); // rolls back every effect of the attempt
-                        self.finish_failure(&run, &catalog, claim, &message, now).await?;
+                        // Every effect of the attempt goes.
+                        tx.rollback()
+                            .await
+                            .map_err(query_error("roll back workflow run"))?;
+                        self.finish_failure(&run, &catalog, claim, &message, now)
+                            .await?;
                     }
                 }
             }
-            self.workflow_run(run_id)
-                .await?
-                .ok_or(StoreError::Corrupt {
-                    what: "workflow run",
-                    message: format!("run {run_id} vanished"),
-                })
+            self.workflow_run(run_id).await?.ok_or(StoreError::Corrupt {
+                what: "workflow run",
+                message: format!("run {run_id} vanished"),
+            })
         })
     }
 
@@ -354,7 +367,11 @@ impl Store {
             .await
             .map_err(query_error("record workflow run failure"))?;
         let Some(attempt) = attempt else {
-            return Ok(()); // another executor finished it meanwhile
+            // Another executor finished it meanwhile.
+            return tx
+                .rollback()
+                .await
+                .map_err(query_error("release workflow run"));
         };
         tracing::warn!(
             tenant = %run.tenant_id,

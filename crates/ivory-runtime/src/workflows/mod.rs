@@ -54,11 +54,28 @@
 //!   a retry never duplicates it), audited as `record.create`.
 //! - **`log`** appends a line to the run's log (stored on the run and in its audit event).
 //!
-//! Values and messages may hold `{{path}}` templates over the payload, the subject record,
-//! the trigger, the run and records created earlier in the run; see the table in
-//! `template.rs`: `{{payload.data.object.customer}}`, `{{record.amount_due}}`,
-//! `{{created.1}}`, `{{now}}`. A string that is exactly one template keeps the value's JSON
-//! type; a path that leads nowhere is `null`.
+//! # Templates
+//!
+//! String values of `setField` and `createRecord` (at any depth) and `log` messages may hold
+//! templates `{{path}}` (spaces around the path are ignored). The path is a root and
+//! dot-separated steps; a step is an object key (spaces allowed, dots not) or, on an array, a
+//! 0-based index:
+//!
+//! | root | value |
+//! |---|---|
+//! | `payload` | the triggering event: the webhook payload (`payload.data.object.customer`), or for a record condition `{"kind", "id", "record"}` as at the transition |
+//! | `record` | the run's subject record as it is now (`record.amount_due`), updated by the run's own `setField`s; `null` when there is none |
+//! | `trigger` | `{"type", "event_type" or "kind", "delivery_id", "record_id"}` |
+//! | `run` | `{"id", "attempt"}` |
+//! | `workflow` | `{"name"}` |
+//! | `created` | ids of records created by earlier actions of the run, by action index: `created.1` |
+//! | `now` | the run's clock, RFC 3339 |
+//!
+//! A string that is exactly one template takes the value's JSON type
+//! (`"{{payload.data.object.amount_due}}"` stays a number); anywhere else a value is spliced in
+//! as text (a string as is, `null` as nothing, anything else as compact JSON). A path that
+//! leads nowhere is `null` (or nothing in text), not an error. `{{` without a closing `}}` is
+//! literal text.
 //!
 //! Writes of a run evaluate record conditions too, so workflows can trigger each other; the
 //! triggered runs execute after the run commits, and a chain deeper than 8 runs records the

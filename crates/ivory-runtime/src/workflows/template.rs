@@ -1,24 +1,5 @@
-//! `{{path}}` templates in action values and log messages.
-//!
-//! A template is `{{` path `}}` (spaces around the path are ignored). The path is a root and
-//! dot-separated steps; a step is an object key (spaces allowed, dots not) or, on an array,
-//! a 0-based index:
-//!
-//! | root | value |
-//! |---|---|
-//! | `payload` | the triggering event: the webhook payload (`payload.data.object.customer`), or for a record condition `{"kind", "id", "record"}` as at the transition |
-//! | `record` | the run's subject record as it is now (`record.amount_due`); `null` when there is none |
-//! | `trigger` | `{"type", "event_type" or "kind", "delivery_id", "record_id"}` |
-//! | `run` | `{"id", "attempt"}` |
-//! | `workflow` | `{"name"}` |
-//! | `created` | ids of records created by earlier actions of the run, by action index: `created.1` |
-//! | `now` | the run's clock, RFC 3339 |
-//!
-//! A string that is exactly one template takes the value's JSON type
-//! (`"{{payload.data.object.amount_due}}"` stays a number); anywhere else a value is spliced
-//! in as text (a string as is, `null` as nothing, anything else as compact JSON). A path that
-//! leads nowhere is `null`, not an error. Templates are expanded in string values at any depth
-//! of an action's JSON, and in log messages. `{{` without a closing `}}` is literal text.
+//! `{{path}}` templates in action values and log messages (the syntax is documented in the
+//! module doc of [`crate::workflows`]).
 
 use serde_json::Value;
 
@@ -26,7 +7,9 @@ use serde_json::Value;
 pub(crate) fn render_value(value: &Value, context: &Value) -> Value {
     match value {
         Value::String(text) => render_string(text, context),
-        Value::Array(items) => Value::Array(items.iter().map(|v| render_value(v, context)).collect()),
+        Value::Array(items) => {
+            Value::Array(items.iter().map(|v| render_value(v, context)).collect())
+        }
         Value::Object(map) => Value::Object(
             map.iter()
                 .map(|(k, v)| (k.clone(), render_value(v, context)))
@@ -45,7 +28,9 @@ pub(crate) fn render_string(text: &str, context: &Value) -> Value {
         && !inner.contains("{{")
         && !inner.contains("}}")
     {
-        return resolve(inner.trim(), context).cloned().unwrap_or(Value::Null);
+        return resolve(inner.trim(), context)
+            .cloned()
+            .unwrap_or(Value::Null);
     }
     Value::String(render_text(text, context))
 }
@@ -103,15 +88,30 @@ mod tests {
     #[test]
     fn a_lone_template_keeps_the_json_type_and_text_splices() {
         let ctx = context();
-        assert_eq!(render_string("{{ payload.data.object.amount_due }}", &ctx), json!(1200));
         assert_eq!(
-            render_string("Invoice {{payload.data.object.id}}: {{record.Amount Due}} due", &ctx),
+            render_string("{{ payload.data.object.amount_due }}", &ctx),
+            json!(1200)
+        );
+        assert_eq!(
+            render_string(
+                "Invoice {{payload.data.object.id}}: {{record.Amount Due}} due",
+                &ctx
+            ),
             json!("Invoice in_1: 12.5 due")
         );
-        assert_eq!(render_string("{{payload.data.object.lines.0.id}}", &ctx), json!("li_1"));
+        assert_eq!(
+            render_string("{{payload.data.object.lines.0.id}}", &ctx),
+            json!("li_1")
+        );
         assert_eq!(render_string("{{payload.nope.deeper}}", &ctx), Value::Null);
-        assert_eq!(render_string("x{{record.number}}y{{nope}}", &ctx), json!("xy"));
-        assert_eq!(render_string("open {{ never closed", &ctx), json!("open {{ never closed"));
+        assert_eq!(
+            render_string("x{{record.number}}y{{nope}}", &ctx),
+            json!("xy")
+        );
+        assert_eq!(
+            render_string("open {{ never closed", &ctx),
+            json!("open {{ never closed")
+        );
         assert_eq!(
             render_value(&json!({"a": ["{{now}}", 3]}), &ctx),
             json!({"a": ["2026-02-01T00:00:00Z", 3]})

@@ -187,9 +187,13 @@ impl Store {
         let tenant = self.live_installation_tenant(installation).await?;
         let mut tx = self.begin_write().await?;
         let catalog = ObjectCatalog::load(&mut tx, &tenant).await?;
-        let workflows: Vec<&CompiledWorkflow> =
-            catalog.webhook_workflows(installation, event_type).collect();
+        let workflows: Vec<&CompiledWorkflow> = catalog
+            .webhook_workflows(installation, event_type)
+            .collect();
         if workflows.is_empty() {
+            tx.rollback()
+                .await
+                .map_err(query_error("release write transaction"))?;
             return Ok(Vec::new());
         }
         for workflow in &workflows {
@@ -197,10 +201,14 @@ impl Store {
                 continue;
             };
             let subject_id = locate(payload, locator);
-            let subject_kind = workflow.spec.actions.iter().find_map(|action| match action {
-                Action::SetField(set) => set.kind.as_deref(),
-                _ => None,
-            });
+            let subject_kind = workflow
+                .spec
+                .actions
+                .iter()
+                .find_map(|action| match action {
+                    Action::SetField(set) => set.kind.as_deref(),
+                    _ => None,
+                });
             let run = NewRun {
                 workflow,
                 tenant: &tenant,

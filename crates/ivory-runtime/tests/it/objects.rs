@@ -210,7 +210,10 @@ async fn an_added_formula_field_migrates_existing_records_in_batches() {
     assert_eq!(after.data["amount_due_cents"], json!(700));
     assert_eq!(after.data["outstanding"], json!(7));
     assert_eq!(after.version, before.version + 1);
-    assert_eq!(after.platform_updated_at, None, "a migration is not an edit");
+    assert_eq!(
+        after.platform_updated_at, None,
+        "a migration is not an edit"
+    );
 
     // Recomputing again changes nothing.
     assert_eq!(
@@ -275,7 +278,13 @@ async fn removing_or_retyping_a_field_is_refused_unless_the_change_is_marked_bre
     let no_objects = manifest(json!([]), json!([]));
     let refused = env
         .store
-        .provision(&inst.id, &no_objects, ChangePolicy::AdditiveOnly, &admin(), days(1))
+        .provision(
+            &inst.id,
+            &no_objects,
+            ChangePolicy::AdditiveOnly,
+            &admin(),
+            days(1),
+        )
         .await
         .expect_err("breaking");
     assert!(
@@ -287,7 +296,13 @@ async fn removing_or_retyping_a_field_is_refused_unless_the_change_is_marked_bre
     // Marked breaking, it applies.
     let applied = env
         .store
-        .provision(&inst.id, &v2, ChangePolicy::AllowBreaking, &admin(), days(2))
+        .provision(
+            &inst.id,
+            &v2,
+            ChangePolicy::AllowBreaking,
+            &admin(),
+            days(2),
+        )
         .await
         .expect("breaking allowed");
     assert_eq!(applied.objects[0].outcome, ChangeOutcome::Updated);
@@ -332,11 +347,20 @@ async fn a_formula_that_does_not_parse_or_type_check_is_refused_with_its_positio
             .provision(&inst.id, &m, ChangePolicy::AdditiveOnly, &admin(), t0())
             .await
             .expect_err("refused");
-        let ObjectError::Formula { kind, field, error: compile } = &error else {
+        let ObjectError::Formula {
+            kind,
+            field,
+            error: compile,
+        } = &error
+        else {
             panic!("expected a formula error, got {error:?}");
         };
         assert_eq!((kind.as_str(), field.as_str()), ("invoice", "bad"));
-        assert_eq!((compile.line(), compile.column()), (line, column), "{formula}");
+        assert_eq!(
+            (compile.line(), compile.column()),
+            (line, column),
+            "{formula}"
+        );
         assert!(error.to_string().starts_with(expected), "{error}");
     }
     assert!(
@@ -388,7 +412,10 @@ async fn formulas_are_computed_on_every_write_with_the_injected_clock_ignoring_u
         .expect("provision");
     let catalog = env.store.object_catalog("acme").await.expect("catalog");
     assert!(catalog.computes("invoice"));
-    assert!(!catalog.computes("customer"), "no definition: nothing to compute");
+    assert!(
+        !catalog.computes("customer"),
+        "no definition: nothing to compute"
+    );
 
     // The hook Store::commit calls: upstream values for formula fields are overwritten.
     let mut upstream = json!({
@@ -399,14 +426,26 @@ async fn formulas_are_computed_on_every_write_with_the_injected_clock_ignoring_u
         .apply("invoice", &mut upstream, t0())
         .expect("apply");
     assert_eq!(upstream["outstanding"], json!(100.5));
-    assert_eq!(upstream["overdue"], json!(true), "31 days after the due date");
-    assert_eq!(upstream["extra"], json!([1, 2]), "undeclared fields pass through");
+    assert_eq!(
+        upstream["overdue"],
+        json!(true),
+        "31 days after the due date"
+    );
+    assert_eq!(
+        upstream["extra"],
+        json!([1, 2]),
+        "undeclared fields pass through"
+    );
     let earlier = "2026-01-20T00:00:00Z".parse().expect("time");
     let computed = catalog
         .computed("invoice", &upstream, earlier)
         .expect("computed")
         .expect("a kind with formulas");
-    assert_eq!(computed["overdue"], json!(false), "TODAY() is the injected now");
+    assert_eq!(
+        computed["overdue"],
+        json!(false),
+        "TODAY() is the injected now"
+    );
     assert_eq!(
         catalog.computed("customer", &upstream, t0()).expect("ok"),
         None,
@@ -450,7 +489,11 @@ async fn formulas_are_computed_on_every_write_with_the_injected_clock_ignoring_u
         .expect("edit");
     assert_eq!(update.data["amount_paid"], json!(30));
     assert_eq!(update.data["outstanding"], json!(70));
-    assert_eq!(update.data["overdue"], json!(false), "19 days after the due date");
+    assert_eq!(
+        update.data["overdue"],
+        json!(false),
+        "19 days after the due date"
+    );
     assert_eq!(update.version, before.version + 1);
     assert!(update.changed.contains(&"amount_paid".to_owned()));
     assert!(update.changed.contains(&"outstanding".to_owned()));
@@ -504,7 +547,10 @@ async fn platform_edits_are_validated_against_the_definition() {
         &env.store,
         &inst,
         "invoice",
-        vec![("in_1".into(), json!({"customer": "cus_1", "status": "open"}))],
+        vec![(
+            "in_1".into(),
+            json!({"customer": "cus_1", "status": "open"}),
+        )],
     )
     .await;
     let edit = |field: &str, input: FieldInput| {
@@ -512,7 +558,14 @@ async fn platform_edits_are_validated_against_the_definition() {
         let field = field.to_owned();
         async move {
             store
-                .update_record_fields("acme", "invoice", "in_1", &[(field, input)], &admin(), days(1))
+                .update_record_fields(
+                    "acme",
+                    "invoice",
+                    "in_1",
+                    &[(field, input)],
+                    &admin(),
+                    days(1),
+                )
                 .await
         }
     };
@@ -545,7 +598,10 @@ async fn platform_edits_are_validated_against_the_definition() {
         .store
         .update_record_fields("acme", "invoice", "in_404", &[], &admin(), days(1))
         .await;
-    assert!(matches!(missing, Err(ObjectError::RecordNotFound { .. })), "{missing:?}");
+    assert!(
+        matches!(missing, Err(ObjectError::RecordNotFound { .. })),
+        "{missing:?}"
+    );
     let version = env
         .store
         .find_record("acme", "invoice", "in_1")
@@ -558,14 +614,26 @@ async fn platform_edits_are_validated_against_the_definition() {
     // Text is converted by the declared type.
     let ok = edit("amount_due", text("12.50")).await.expect("currency");
     assert_eq!(ok.data["amount_due"], json!(12.5));
-    let ok = edit("due_date", text("2026-03-01")).await.expect("datetime");
+    let ok = edit("due_date", text("2026-03-01"))
+        .await
+        .expect("datetime");
     assert_eq!(ok.data["due_date"], json!("2026-03-01"));
     let ok = edit("amount_due", text("")).await.expect("blank");
     assert_eq!(ok.data["amount_due"], Value::Null);
-    assert_eq!(ok.data["outstanding"], json!(0), "blank reads as 0 in arithmetic");
+    assert_eq!(
+        ok.data["outstanding"],
+        json!(0),
+        "blank reads as 0 in arithmetic"
+    );
 
     // Kinds without a definition are free-form.
-    seed(&env.store, &inst, "note", vec![("n1".into(), json!({"text": "hi"}))]).await;
+    seed(
+        &env.store,
+        &inst,
+        "note",
+        vec![("n1".into(), json!({"text": "hi"}))],
+    )
+    .await;
     let free = env
         .store
         .update_record_fields(
@@ -595,7 +663,13 @@ async fn an_object_kind_provisioned_by_another_installation_of_the_tenant_is_ref
     let other = install(&env.store, "acme", &second).await;
     let error = env
         .store
-        .provision(&other.id, &second, ChangePolicy::AllowBreaking, &admin(), t0())
+        .provision(
+            &other.id,
+            &second,
+            ChangePolicy::AllowBreaking,
+            &admin(),
+            t0(),
+        )
         .await
         .expect_err("owned");
     assert!(
@@ -604,9 +678,21 @@ async fn an_object_kind_provisioned_by_another_installation_of_the_tenant_is_ref
     );
     let unknown = env
         .store
-        .provision("inst_nope", &first, ChangePolicy::AdditiveOnly, &admin(), t0())
+        .provision(
+            "inst_nope",
+            &first,
+            ChangePolicy::AdditiveOnly,
+            &admin(),
+            t0(),
+        )
         .await;
-    assert!(matches!(unknown, Err(ObjectError::UnknownInstallation { .. })));
+    assert!(matches!(
+        unknown,
+        Err(ObjectError::UnknownInstallation { .. })
+    ));
     // Refusals convert to a store error for callers that speak StoreError.
-    assert!(matches!(StoreError::from(error), StoreError::Invalid { .. }));
+    assert!(matches!(
+        StoreError::from(error),
+        StoreError::Invalid { .. }
+    ));
 }
