@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use ivory_runtime::{RunError, Runner, Store, SyncOptions};
-use ivory_sdk::manifest::CursorKind;
+use ivory_sdk::manifest::{CursorKind, Manifest};
 use ivory_sdk::{Clock, Credentials, DynConnector};
 use ivory_testkit::connectors::{ItemsConnector, items_manifest};
 use serde::{Deserialize, Serialize};
@@ -20,7 +20,7 @@ pub(crate) struct ChildArgs {
     /// The fake upstream's base URL.
     #[arg(long)]
     pub(crate) url: String,
-    /// The SQLite file (created).
+    /// The SQLite file (made by [`prepare_store`]).
     #[arg(long)]
     pub(crate) db: String,
     /// The manifest's `rateLimitPerMinute`.
@@ -96,27 +96,52 @@ fn init_tracing() {
         .init();
 }
 
+/// The tenant of every benchmark sync.
+const TENANT: &str = "tenant-bench";
+
+fn bench_manifest(rate: u32, burst: u32) -> Manifest {
+    let mut manifest = items_manifest("bench-items", CursorKind::OpaqueToken, rate);
+    manifest.connection.sync.burst = Some(burst);
+    manifest
+}
+
+/// Creates the store at `db` and installs the benchmark connector for the benchmark tenant,
+/// as `ivory install` would before a first sync (run by the parent, before the measured child).
+pub(crate) fn prepare_store(db: &str, rate: u32, burst: u32) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let store = Store::open(db).await?;
+        store
+            .ensure_installation(
+                TENANT,
+                &bench_manifest(rate, burst),
+                &Default::default(),
+                jiff::Timestamp::now(),
+            )
+            .await?;
+        store.close().await;
+        Ok(())
+    })
+}
+
 async fn sync(args: &ChildArgs) -> anyhow::Result<ChildReport> {
     let store = Store::open(&args.db).await?;
     let runner = Runner::new(store.clone(), Clock::system());
-    let mut manifest = items_manifest("bench-items", CursorKind::OpaqueToken, args.rate);
-    manifest.connection.sync.burst = Some(args.burst);
+    let manifest = bench_manifest(args.rate, args.burst);
     let plain = ItemsConnector::new(args.page_size);
     let prefetching = PrefetchingItemsConnector {
         page_size: args.page_size,
     };
-    let connector: &dyn DynConnector = if args.prefetch {
-        &prefetching
-    } else {
-        &plain
-    };
+    let connector: &dyn DynConnector = if args.prefetch { &prefetching } else { &plain };
     let options = SyncOptions {
         base_url: Some(url::Url::parse(&args.url)?),
         ..SyncOptions::default()
     };
     let started = Instant::now();
     let run = runner.sync(
-        "tenant-bench",
+        TENANT,
         &manifest,
         connector,
         Credentials::None,

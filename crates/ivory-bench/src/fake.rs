@@ -116,7 +116,13 @@ impl FakeProcess {
     pub(crate) fn start(count: u64, pad: usize, rpm: Option<u32>) -> anyhow::Result<Self> {
         let mut command = Command::new(std::env::current_exe()?);
         command
-            .args(["serve", "--count", &count.to_string(), "--pad", &pad.to_string()])
+            .args([
+                "serve",
+                "--count",
+                &count.to_string(),
+                "--pad",
+                &pad.to_string(),
+            ])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());

@@ -34,7 +34,10 @@ use clap::{Parser, Subcommand};
 pub(crate) const ITEM_PAD: usize = 924;
 
 #[derive(Debug, Parser)]
-#[command(name = "ivory-bench", about = "Benchmarks of the Ivory Connector SDK (BENCHMARKS.md)")]
+#[command(
+    name = "ivory-bench",
+    about = "Benchmarks of the Ivory Connector SDK (BENCHMARKS.md)"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Cmd,

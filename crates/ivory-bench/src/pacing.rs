@@ -69,9 +69,11 @@ pub(crate) fn run(args: &PacingArgs) -> anyhow::Result<PacingResult> {
     let mut fake = FakeProcess::start(count, crate::ITEM_PAD, Some(args.rpm))?;
     let dir = crate::throughput::temp_dir(args.dir.as_deref())?;
     let db = dir.path().join("ivory.db");
+    let db = db.to_str().context("non-UTF-8 temp path")?;
+    crate::child::prepare_store(db, args.rpm, 1)?;
     let output = Command::new(std::env::current_exe()?)
         .args(["sync-child", "--url", fake.url()])
-        .args(["--db", db.to_str().context("non-UTF-8 temp path")?])
+        .args(["--db", db])
         .args(["--rate", &args.rpm.to_string(), "--burst", "1"])
         .args(["--page-size", &args.page_size.to_string()])
         .args(["--max-seconds", &(args.seconds + 2.0).to_string()])
@@ -83,7 +85,10 @@ pub(crate) fn run(args: &PacingArgs) -> anyhow::Result<PacingResult> {
         bail!("the sync child failed: {}", output.status);
     }
     let stdout = String::from_utf8_lossy(&output.stdout);
-    let line = stdout.lines().last().context("the sync child printed nothing")?;
+    let line = stdout
+        .lines()
+        .last()
+        .context("the sync child printed nothing")?;
     let child: ChildReport = serde_json::from_str(line)?;
     if let Some(error) = &child.error {
         bail!("the sync failed: {error}");
@@ -100,7 +105,12 @@ pub(crate) fn run(args: &PacingArgs) -> anyhow::Result<PacingResult> {
     let max_in_minute = ok
         .iter()
         .enumerate()
-        .map(|(i, start)| ok[i..].iter().take_while(|t| **t < start + 60_000.0).count())
+        .map(|(i, start)| {
+            ok[i..]
+                .iter()
+                .take_while(|t| **t < start + 60_000.0)
+                .count()
+        })
         .max()
         .unwrap_or(0) as u64;
     let gaps: Vec<f64> = in_window.windows(2).map(|w| w[1] - w[0]).collect();

@@ -99,7 +99,10 @@ pub(crate) fn run(args: &PeerArgs) -> anyhow::Result<Vec<PeerRow>> {
             bail!("peer {peer} failed: {}", output.status);
         }
         let stdout = String::from_utf8_lossy(&output.stdout);
-        let line = stdout.lines().last().context("the peer runner printed nothing")?;
+        let line = stdout
+            .lines()
+            .last()
+            .context("the peer runner printed nothing")?;
         let report: PeerReport =
             serde_json::from_str(line).with_context(|| format!("peer report {line:?}"))?;
         if report.exit_code != 0 {

@@ -82,7 +82,11 @@ pub(crate) fn run(args: &StoreArgs) -> anyhow::Result<Vec<StorePhase>> {
     runtime.block_on(async {
         let store = Store::open(&db.to_string_lossy()).await?;
         let mut phases = Vec::new();
-        for (phase, bump, expect) in [("new", 0, "created"), ("unchanged", 0, "unchanged"), ("changed", 1, "updated")] {
+        for (phase, bump, expect) in [
+            ("new", 0, "created"),
+            ("unchanged", 0, "unchanged"),
+            ("changed", 1, "updated"),
+        ] {
             let mut times = Vec::with_capacity(usize::try_from(args.batches).unwrap_or(0));
             let mut counted = 0;
             for b in 0..args.batches {

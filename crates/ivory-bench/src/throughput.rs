@@ -94,6 +94,7 @@ fn one(args: &ThroughputArgs, size: u64) -> anyhow::Result<ThroughputRow> {
     let dir = temp_dir(args.dir.as_deref())?;
     let db = dir.path().join("ivory.db");
     let db = db.to_str().context("non-UTF-8 temp path")?;
+    crate::child::prepare_store(db, args.rate, args.rate)?;
     let mut command = Command::new(std::env::current_exe()?);
     command
         .args(["sync-child", "--url", fake.url(), "--db", db])
@@ -110,7 +111,10 @@ fn one(args: &ThroughputArgs, size: u64) -> anyhow::Result<ThroughputRow> {
         bail!("the sync child failed: {}", output.status);
     }
     let stdout = String::from_utf8_lossy(&output.stdout);
-    let line = stdout.lines().last().context("the sync child printed nothing")?;
+    let line = stdout
+        .lines()
+        .last()
+        .context("the sync child printed nothing")?;
     let child: ChildReport =
         serde_json::from_str(line).with_context(|| format!("child report {line:?}"))?;
     if let Some(error) = &child.error {

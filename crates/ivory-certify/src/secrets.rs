@@ -209,7 +209,7 @@ pub fn scan_secrets(root: &Path, options: &ScanOptions) -> Result<ScanReport, Sc
 /// ```
 /// use ivory_certify::secrets::scan_text;
 ///
-/// let key = format!("sk_{}_{}", "live", "4eC39HqLyjWDarjtT1zdp7dc");
+/// let key = format!("sk_{}_{}", "live", "Q2w9ErT5yU8iN1pA4sD7fG3h");
 /// let findings = scan_text("config.toml", &format!("api_key = \"{key}\"\n"))?;
 /// assert_eq!(findings.len(), 1);
 /// assert_eq!(findings[0].rule, "stripe-live-secret-key");

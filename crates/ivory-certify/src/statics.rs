@@ -452,19 +452,3 @@ fn check_webhooks(manifest: Option<&Manifest>, sources: &[SourceFile]) -> Check 
         ),
     }
 }
-#[cfg(test)]
-mod zz_explore {
-    use super::*;
-    #[test]
-    fn zz_explore() {
-        let sources = read_sources(Path::new("../.."), &ScanOptions::default()).expect("s");
-        for f in &sources {
-            for l in &f.facts.literals {
-                if let Some(h) = literal_host(&l.text) {
-                    eprintln!("{} {}:{} test={} {:?}", f.path, l.at.line, l.at.column, l.in_test, h);
-                }
-            }
-        }
-        panic!();
-    }
-}

@@ -47,6 +47,9 @@ pub(crate) enum Command {
     /// Read and edit a tenant's records.
     #[command(subcommand)]
     Records(RecordsCommand),
+    /// Workflow runs.
+    #[command(subcommand)]
+    Workflows(WorkflowsCommand),
     /// The main job with zero setup: a local fake upstream, a tenant, a full and an
     /// incremental sync, and a report.
     Demo(DemoArgs),
@@ -112,6 +115,25 @@ pub(crate) enum RecordsCommand {
         /// Include records deleted upstream (tombstones).
         #[arg(long)]
         include_deleted: bool,
+    },
+    /// Edit fields of one record as a tenant user would (formulas recompute, record-condition
+    /// workflows react, an audit event is written).
+    Update {
+        /// The tenant.
+        #[arg(long)]
+        tenant: String,
+        /// The record kind.
+        #[arg(long)]
+        kind: String,
+        /// The record's external id.
+        #[arg(long)]
+        id: String,
+        /// `field=value` (repeatable); the value is read by the field's declared type.
+        #[arg(long = "set", value_name = "FIELD=VALUE", required = true)]
+        sets: Vec<String>,
+        /// Print the updated record as JSON.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -213,5 +235,23 @@ pub(crate) enum PublisherCommand {
     Create {
         /// The publisher's name.
         name: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum WorkflowsCommand {
+    /// Run a failed workflow run again (idempotent: a succeeded run is left alone).
+    Retry {
+        /// The run id (`wfr_…`).
+        run: String,
+    },
+    /// The tenant's workflow runs.
+    Runs {
+        /// The tenant.
+        #[arg(long)]
+        tenant: String,
+        /// As a JSON array.
+        #[arg(long)]
+        json: bool,
     },
 }

@@ -9,6 +9,7 @@ pub(crate) mod publish;
 pub(crate) mod records;
 pub(crate) mod sync;
 pub(crate) mod webhook;
+pub(crate) mod workflows;
 
 use std::process::ExitCode;
 
@@ -28,6 +29,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Connect(args) => connect::run(&cli.db, &args),
         Command::Sync(args) => sync::run(&cli.db, &args),
         Command::Records(cmd) => records::run(&cli.db, cmd),
+        Command::Workflows(cmd) => workflows::run(&cli.db, cmd),
         Command::Demo(args) => demo::run(&cli.db, &args),
     }
 }

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use futures::TryStreamExt;
 use ivory_runtime::Store;
+use ivory_runtime::objects::FieldInput;
 use ivory_runtime::store::Tombstones;
 
 use super::{runtime, usage_error};
@@ -13,6 +14,13 @@ use crate::cli::RecordsCommand;
 
 pub(crate) fn run(db: &str, cmd: RecordsCommand) -> anyhow::Result<ExitCode> {
     match cmd {
+        RecordsCommand::Update {
+            tenant,
+            kind,
+            id,
+            sets,
+            json,
+        } => update(db, &tenant, &kind, &id, &sets, json),
         RecordsCommand::Export {
             tenant,
             kind,
@@ -51,4 +59,51 @@ pub(crate) fn run(db: &str, cmd: RecordsCommand) -> anyhow::Result<ExitCode> {
             })
         }
     }
+}
+
+fn update(
+    db: &str,
+    tenant: &str,
+    kind: &str,
+    id: &str,
+    sets: &[String],
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let mut fields = Vec::with_capacity(sets.len());
+    for set in sets {
+        let Some((field, value)) = set.split_once('=') else {
+            return Ok(usage_error(format!("--set {set:?}: expected FIELD=VALUE")));
+        };
+        fields.push((field.trim().to_owned(), FieldInput::Text(value.to_owned())));
+    }
+    runtime()?.block_on(async {
+        let store = Store::open(db).await?;
+        let result = store
+            .update_record_fields(tenant, kind, id, &fields, &super::actor(), ivory_sdk::Clock::system().now())
+            .await;
+        store.close().await;
+        match result {
+            Ok(update) => {
+                if json {
+                    println!(
+                        "{}",
+                        serde_json::json!({"id": update.id, "kind": update.kind, "version": update.version, "changed": update.changed, "data": update.data, "workflow_runs": update.runs.iter().map(|r| &r.id).collect::<Vec<_>>()})
+                    );
+                } else if update.changed.is_empty() {
+                    println!("unchanged: {kind} {id}");
+                } else {
+                    println!("updated: {kind} {id} (version {}): {}", update.version, update.changed.join(", "));
+                    for run in &update.runs {
+                        println!("workflow {} ran: {:?}", run.workflow, run.status);
+                    }
+                }
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(error) if error.is_refusal() => {
+                eprintln!("error: {error}");
+                Ok(ExitCode::from(2))
+            }
+            Err(error) => Err(error.into()),
+        }
+    })
 }
