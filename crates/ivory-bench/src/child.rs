@@ -140,13 +140,7 @@ async fn sync(args: &ChildArgs) -> anyhow::Result<ChildReport> {
         ..SyncOptions::default()
     };
     let started = Instant::now();
-    let run = runner.sync(
-        TENANT,
-        &manifest,
-        connector,
-        Credentials::None,
-        options,
-    );
+    let run = runner.sync(TENANT, &manifest, connector, Credentials::None, options);
     let outcome = match args.max_seconds {
         Some(seconds) => tokio::time::timeout(Duration::from_secs_f64(seconds), run)
             .await

@@ -446,3 +446,101 @@ async fn client_auth_in_the_body_works_too() {
     .expect("exchange with client_secret in the body");
     let _ = Timestamp::now();
 }
+
+/// Calls the fake's protected API once: a connector using the tenant's OAuth grant.
+struct CallsMe;
+
+impl ivory_sdk::Connector for CallsMe {
+    async fn sync(
+        &self,
+        ctx: &mut ivory_sdk::Context,
+    ) -> Result<ivory_sdk::SyncResult, ivory_sdk::Error> {
+        let me: serde_json::Value = ctx.get("/api/me").send().await?.json()?;
+        tracing::info!(?me, "Called the API.");
+        Ok(ivory_sdk::SyncResult::default())
+    }
+}
+
+#[derive(Clone, Default)]
+struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("lock").extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Every log line of a sync that refreshes its token (at trace level, dependencies
+/// included) and its JSON summary: neither the old nor the new tokens appear.
+#[tokio::test(flavor = "current_thread")]
+async fn no_token_reaches_logs_or_json_output() {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_writer(move || writer.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let w = connected(Duration::from_secs(3600)).await;
+    let (before, _) = w
+        .env
+        .store
+        .credentials(&w.installation.id, &w.vault)
+        .await
+        .expect("r")
+        .expect("s");
+    let StoredGrant::OAuth2(before) = before else {
+        panic!("oauth grant")
+    };
+    let clock = at(SignedDuration::from_mins(59));
+    let source = Arc::new(source(&w, clock.clone()));
+    let runner = ivory_runtime::Runner::new(w.env.store.clone(), clock);
+    let summary = runner
+        .sync(
+            "acme",
+            &manifest(&w.fake, true),
+            &CallsMe,
+            ivory_sdk::Credentials::None,
+            ivory_runtime::SyncOptions {
+                base_url: Some(w.fake.url("/")),
+                token_source: Some(source),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("sync");
+    assert_eq!(w.fake.refreshes(), 1, "the sync refreshed the token");
+    let (after, _) = w
+        .env
+        .store
+        .credentials(&w.installation.id, &w.vault)
+        .await
+        .expect("r")
+        .expect("s");
+    let StoredGrant::OAuth2(after) = after else {
+        panic!("oauth grant")
+    };
+
+    let logs = String::from_utf8_lossy(&captured.0.lock().expect("lock")).into_owned();
+    let json = serde_json::to_string(&summary).expect("json");
+    assert!(logs.contains("Called the API"), "the capture works");
+    for secret in [&before.access_token, &after.access_token]
+        .into_iter()
+        .chain(before.refresh_token.iter())
+        .chain(after.refresh_token.iter())
+    {
+        assert!(
+            !logs.contains(secret.expose()),
+            "a token leaked into the logs"
+        );
+        assert!(
+            !json.contains(secret.expose()),
+            "a token leaked into the JSON summary"
+        );
+    }
+}
