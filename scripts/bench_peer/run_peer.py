@@ -1,4 +1,5 @@
-"""Runs one peer against the fake items API with its output to /dev/null and prints one JSON
+"""Runs one peer against the fake items API with its output to /dev/null (its log to a file in
+WORK_DIR, shown when it fails) and prints one JSON
 line: wall time from spawn to exit, the peer process's CPU time and peak RSS (getrusage of the
 child), and the spawn time (for the time to the first request). Used by `ivory-bench peer`.
 
@@ -16,7 +17,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def main():
-    peer, base_url, work = sys.argv[1], sys.argv[2], sys.argv[3]
+    peer, base_url, work = sys.argv[1], sys.argv[2].rstrip("/"), sys.argv[3]
     config = os.path.join(work, "config.json")
     with open(config, "w") as f:
         json.dump({"base_url": base_url}, f)
@@ -54,8 +55,12 @@ def main():
         raise SystemExit(f"unknown peer {peer!r}")
     spawn_ns = time.time_ns()
     started = time.perf_counter()
-    with open(os.devnull, "wb") as devnull:
-        code = subprocess.call(args, stdout=devnull)
+    log = os.path.join(work, "peer.log")
+    with open(os.devnull, "wb") as devnull, open(log, "wb") as stderr:
+        code = subprocess.call(args, stdout=devnull, stderr=stderr)
+    if code != 0:
+        with open(log, "rb") as f:
+            sys.stderr.write(f.read()[-4000:].decode("utf-8", "replace"))
     wall = time.perf_counter() - started
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     print(

@@ -52,6 +52,11 @@ pub(crate) struct PeerRow {
 }
 
 impl PeerRow {
+    /// Records per second from the first request to the last.
+    pub(crate) fn span_per_second(&self) -> f64 {
+        self.records as f64 / (self.span_ms / 1e3)
+    }
+
     /// Records per second, spawn to exit.
     pub(crate) fn per_second(&self) -> f64 {
         self.records as f64 / (self.report.wall_ms / 1e3)

@@ -56,7 +56,7 @@ pub(crate) fn environment() -> String {
 /// The throughput table.
 pub(crate) fn throughput(rows: &[ThroughputRow]) -> String {
     let mut out = String::from(
-        "| records | process wall (s) | records/s end to end | records/s in the sync | CPU user+sys (s) | CPU µs / record | peak RSS (MiB) | first request (ms) | store on disk (MiB) |\n\
+        "| records | process wall (s) | records/s end to end | records/s in `Runner::sync` | CPU user+sys (s) | CPU µs / record | peak RSS (MiB) | first request (ms) | store on disk (MiB) |\n\
          |---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
     );
     for r in rows {
@@ -93,16 +93,17 @@ pub(crate) fn throughput(rows: &[ThroughputRow]) -> String {
 /// The peer table; `ours` is our row of the same size, if measured.
 pub(crate) fn peers(rows: &[PeerRow], ours: Option<&ThroughputRow>) -> String {
     let mut out = String::from(
-        "| puller | records | process wall (s) | records/s | CPU user+sys (s) | peak RSS (MiB) | first request (ms) | ours / it |\n\
-         |---|---:|---:|---:|---:|---:|---:|---:|\n",
+        "| puller | records | process wall (s) | records/s (process) | records/s (first → last request) | CPU user+sys (s) | peak RSS (MiB) | first request (ms) | ours / it (process) | ours / it (first → last) |\n\
+         |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
     );
     if let Some(r) = ours {
         let _ = writeln!(
             out,
-            "| ivory (into SQLite) | {} | {:.2} | {:.0} | {:.2} | {:.1} | {:.1} | 1 |",
+            "| ivory (into SQLite) | {} | {:.2} | {:.0} | {:.0} | {:.2} | {:.1} | {:.1} | 1 | 1 |",
             r.records,
             r.process_ms / 1e3,
             r.per_second(),
+            r.span_per_second(),
             r.child.usage.cpu_ms / 1e3,
             mib(r.child.usage.peak_rss_kib),
             r.first_request_ms,
@@ -112,13 +113,17 @@ pub(crate) fn peers(rows: &[PeerRow], ours: Option<&ThroughputRow>) -> String {
         let ratio = ours.map_or("–".to_owned(), |r| {
             format!("{:.1}×", r.per_second() / p.per_second())
         });
+        let span_ratio = ours.map_or("–".to_owned(), |r| {
+            format!("{:.1}×", r.span_per_second() / p.span_per_second())
+        });
         let _ = writeln!(
             out,
-            "| {} (to /dev/null) | {} | {:.2} | {:.0} | {:.2} | {:.1} | {:.1} | {ratio} |",
+            "| {} (to /dev/null) | {} | {:.2} | {:.0} | {:.0} | {:.2} | {:.1} | {:.1} | {ratio} | {span_ratio} |",
             p.peer,
             p.records,
             p.report.wall_ms / 1e3,
             p.per_second(),
+            p.span_per_second(),
             (p.report.user_ms + p.report.sys_ms) / 1e3,
             mib(p.report.peak_rss_kib),
             p.first_request_ms,

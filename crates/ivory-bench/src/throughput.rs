@@ -45,12 +45,20 @@ pub(crate) struct ThroughputRow {
     pub(crate) child: ChildReport,
     /// Requests the fake served.
     pub(crate) served: u64,
+    /// First to last request, as the fake saw them, ms.
+    pub(crate) span_ms: f64,
 }
 
 impl ThroughputRow {
     /// Records per second over the whole process (spawn to exit).
     pub(crate) fn per_second(&self) -> f64 {
         self.records as f64 / (self.process_ms / 1e3)
+    }
+
+    /// Records per second from the first request to the last (the steady state: no process
+    /// start, no final commit).
+    pub(crate) fn span_per_second(&self) -> f64 {
+        self.records as f64 / (self.span_ms / 1e3)
     }
 
     /// Records per second over `Runner::sync`.
@@ -131,6 +139,7 @@ fn one(args: &ThroughputArgs, size: u64) -> anyhow::Result<ThroughputRow> {
         sync_ms: child.sync_ms,
         first_request_ms: first.saturating_sub(spawned_ns) as f64 / 1e6,
         served: stats.requests,
+        span_ms: stats.last_unix_ns.unwrap_or(first).saturating_sub(first) as f64 / 1e6,
         child,
     })
 }

@@ -203,9 +203,7 @@ impl Runner {
         options: SyncOptions,
     ) -> Result<SyncSummary, RunError> {
         let started = self.clock.elapsed();
-        let now = self.clock.now();
         crate::store::validate_tenant(tenant)?;
-        let _ = now;
         let installation = self
             .store
             .installation(tenant, &manifest.id)
