@@ -30,7 +30,7 @@ use std::time::Instant;
 
 use clap::{Parser, Subcommand};
 
-/// Padding bytes that make an item's JSON ≈ 1 KiB (1,024 to 1,026 bytes).
+/// Padding bytes that make an item's JSON ≈ 1 KiB (1,020 to 1,026 bytes).
 pub(crate) const ITEM_PAD: usize = 924;
 
 #[derive(Debug, Parser)]
@@ -126,6 +126,7 @@ fn all(args: &AllArgs) -> anyhow::Result<()> {
         page_size: 100,
         rate: 100_000,
         dir: args.dir.clone(),
+        prefetch: false,
     })?;
     let peers = if args.no_peer {
         None
@@ -139,6 +140,7 @@ fn all(args: &AllArgs) -> anyhow::Result<()> {
     };
     let pacing = pacing::run(&pacing::PacingArgs {
         rpm: args.pacing_rpm,
+        declared: None,
         seconds: args.pacing_seconds,
         page_size: 100,
         dir: args.dir.clone(),

@@ -16,6 +16,10 @@ pub(crate) struct PacingArgs {
     /// R: the rate the fake enforces and the connector declares, requests per minute.
     #[arg(long, default_value_t = 600)]
     pub(crate) rpm: u32,
+    /// The rate the connector declares (default: R). A lower value shows what a safety margin
+    /// in the pacer would give; the ratio is always against R.
+    #[arg(long)]
+    pub(crate) declared: Option<u32>,
     /// How long the sync runs, seconds (counted from the first request).
     #[arg(long, default_value_t = 120.0)]
     pub(crate) seconds: f64,
@@ -31,6 +35,8 @@ pub(crate) struct PacingArgs {
 #[derive(Debug, Clone, Serialize)]
 pub(crate) struct PacingResult {
     pub(crate) rpm: u32,
+    /// What the connector declared.
+    pub(crate) declared: u32,
     pub(crate) seconds: f64,
     /// Requests the fake answered 200 within the window (from the first request, half-open).
     pub(crate) ok_in_window: u64,
@@ -60,8 +66,10 @@ impl PacingResult {
 /// Runs it.
 pub(crate) fn run(args: &PacingArgs) -> anyhow::Result<PacingResult> {
     eprintln!(
-        "pacing: {} requests/minute for {} s (real time) …",
-        args.rpm, args.seconds
+        "pacing: the fake enforces {} requests/minute, the connector declares {}, for {} s (real time) …",
+        args.rpm,
+        args.declared.unwrap_or(args.rpm),
+        args.seconds
     );
     // Enough items that the listing outlasts the run.
     let pages = (f64::from(args.rpm) * args.seconds / 60.0 * 1.5).ceil() as u64 + 10;
@@ -70,11 +78,12 @@ pub(crate) fn run(args: &PacingArgs) -> anyhow::Result<PacingResult> {
     let dir = crate::throughput::temp_dir(args.dir.as_deref())?;
     let db = dir.path().join("ivory.db");
     let db = db.to_str().context("non-UTF-8 temp path")?;
-    crate::child::prepare_store(db, args.rpm, 1)?;
+    let declared = args.declared.unwrap_or(args.rpm);
+    crate::child::prepare_store(db, declared, 1)?;
     let output = Command::new(std::env::current_exe()?)
         .args(["sync-child", "--url", fake.url()])
         .args(["--db", db])
-        .args(["--rate", &args.rpm.to_string(), "--burst", "1"])
+        .args(["--rate", &declared.to_string(), "--burst", "1"])
         .args(["--page-size", &args.page_size.to_string()])
         .args(["--max-seconds", &(args.seconds + 2.0).to_string()])
         .stdin(Stdio::null())
@@ -116,6 +125,7 @@ pub(crate) fn run(args: &PacingArgs) -> anyhow::Result<PacingResult> {
     let gaps: Vec<f64> = in_window.windows(2).map(|w| w[1] - w[0]).collect();
     let result = PacingResult {
         rpm: args.rpm,
+        declared,
         seconds: args.seconds,
         ok_in_window: in_window.len() as u64,
         declared_in_window: f64::from(args.rpm) * args.seconds / 60.0,
@@ -127,7 +137,7 @@ pub(crate) fn run(args: &PacingArgs) -> anyhow::Result<PacingResult> {
         child,
     };
     eprintln!(
-        "  achieved/declared {:.4}, {} × 429, at most {} requests in any minute",
+        "  achieved/R {:.4}, {} × 429, at most {} requests in any minute",
         result.ratio(),
         result.too_many,
         result.max_in_minute

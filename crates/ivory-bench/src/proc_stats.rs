@@ -30,18 +30,18 @@ pub(crate) fn usage() -> Usage {
         u32::try_from(cpu.tv_nsec).unwrap_or(0),
     );
     let (user_ms, sys_ms) = user_sys_ms().unwrap_or_default();
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     Usage {
         cpu_ms: cpu.as_secs_f64() * 1e3,
         user_ms,
         sys_ms,
-        peak_rss_kib: status_kib("VmHWM:").unwrap_or(0),
-        rss_kib: status_kib("VmRSS:").unwrap_or(0),
+        peak_rss_kib: status_kib(&status, "VmHWM:").unwrap_or(0),
+        rss_kib: status_kib(&status, "VmRSS:").unwrap_or(0),
     }
 }
 
 /// A `… kB` field of `/proc/self/status`.
-fn status_kib(field: &str) -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+fn status_kib(status: &str, field: &str) -> Option<u64> {
     status
         .lines()
         .find_map(|line| line.strip_prefix(field))?

@@ -135,13 +135,14 @@ pub(crate) fn peers(rows: &[PeerRow], ours: Option<&ThroughputRow>) -> String {
 /// The pacing table.
 pub(crate) fn pacing(r: &PacingResult) -> String {
     let mut out = String::from(
-        "| declared R (/min) | window (s) | 200s in window | R × window | achieved / declared | 429s | most in any 60 s | mean gap (ms) | min gap (ms) |\n\
-         |---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+        "| R enforced (/min) | declared (/min) | window (s) | 200s in window | R × window | achieved / R | 429s | most in any 60 s | mean gap (ms) | min gap (ms) |\n\
+         |---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
     );
     let _ = writeln!(
         out,
-        "| {} | {:.0} | {} | {:.0} | {:.4} | {} | {} | {:.2} | {:.2} |",
+        "| {} | {} | {:.0} | {} | {:.0} | {:.4} | {} | {} | {:.2} | {:.2} |",
         r.rpm,
+        r.declared,
         r.seconds,
         r.ok_in_window,
         r.declared_in_window,

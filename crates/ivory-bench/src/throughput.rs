@@ -29,6 +29,10 @@ pub(crate) struct ThroughputArgs {
     /// Where the stores are created (a temporary directory inside it, removed after).
     #[arg(long)]
     pub(crate) dir: Option<std::path::PathBuf>,
+    /// Sync with the connector variant that fetches one page ahead (`prefetch.rs`) instead of
+    /// the testkit's `ItemsConnector`.
+    #[arg(long)]
+    pub(crate) prefetch: bool,
 }
 
 /// One size's result.
@@ -109,6 +113,7 @@ fn one(args: &ThroughputArgs, size: u64) -> anyhow::Result<ThroughputRow> {
         .args(["--rate", &args.rate.to_string()])
         .args(["--burst", &args.rate.to_string()])
         .args(["--page-size", &args.page_size.to_string()])
+        .args(args.prefetch.then_some("--prefetch"))
         .stdin(Stdio::null())
         .stderr(Stdio::inherit());
     let spawned_ns = unix_ns_now();

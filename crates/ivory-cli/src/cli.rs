@@ -31,6 +31,9 @@ pub(crate) enum Command {
     Install(InstallArgs),
     /// Uninstall: stop syncs, revoke and delete the tenant's credentials and webhook secret.
     Uninstall(UninstallArgs),
+    /// Certify a connector: static checks, then its sync and webhooks under a fault-injecting
+    /// harness; exit 0 only when every check passes (with `TOKEN`, the report is submitted).
+    Certify(CertifyArgs),
     /// Publish a certified connector to the marketplace (`TOKEN`: your publisher token).
     Publish(PublishArgs),
     /// Marketplace publishers (platform operators).
@@ -254,4 +257,16 @@ pub(crate) enum WorkflowsCommand {
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct CertifyArgs {
+    /// The connector's manifest.json (its directory is the source that is certified).
+    pub(crate) manifest: PathBuf,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub(crate) json: bool,
+    /// A publisher token: submit a passing report to the marketplace registry.
+    #[arg(long, env = "TOKEN", hide_env_values = true)]
+    pub(crate) token: Option<String>,
 }

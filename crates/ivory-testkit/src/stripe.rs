@@ -46,6 +46,7 @@ struct Event {
 
 #[derive(Debug)]
 struct Inner {
+    api_key: String,
     now: i64,
     invoices: Vec<Value>,
     events: Vec<Event>,
@@ -114,9 +115,16 @@ impl FakeStripe {
 
     /// Like [`FakeStripe::start`], with the fake's clock at `now` (Unix seconds).
     pub async fn start_at(invoices: u64, now: i64) -> std::io::Result<Self> {
+        Self::start_with_key(invoices, now, TEST_API_KEY).await
+    }
+
+    /// Like [`FakeStripe::start_at`], accepting `api_key` as the account's key (certification
+    /// runs with a canary key).
+    pub async fn start_with_key(invoices: u64, now: i64, api_key: &str) -> std::io::Result<Self> {
         let first = now - i64::try_from(invoices).unwrap_or(0) * 60;
         let shared = Arc::new(Shared {
             inner: Mutex::new(Inner {
+                api_key: api_key.to_owned(),
                 now,
                 invoices: (1..=invoices)
                     .map(|n| invoice(n, first + i64::try_from(n).unwrap_or(0) * 60))
@@ -306,7 +314,7 @@ fn stripe_error(
 /// Authentication, faults, the request log, the hang.
 async fn gate(shared: &Shared, headers: &HeaderMap, path: &str, query: &str) -> Option<Response> {
     let at = shared.started.elapsed();
-    let (fault, hang) = {
+    let (fault, hang, api_key) = {
         let mut inner = shared.inner.lock().unwrap_or_else(|p| p.into_inner());
         inner.served += 1;
         let hang = inner.hang_at == Some(inner.served);
@@ -324,7 +332,7 @@ async fn gate(shared: &Shared, headers: &HeaderMap, path: &str, query: &str) -> 
                 status,
             });
         }
-        (fault, hang)
+        (fault, hang, inner.api_key.clone())
     };
     if hang {
         shared.hung.notify_one();
@@ -333,7 +341,7 @@ async fn gate(shared: &Shared, headers: &HeaderMap, path: &str, query: &str) -> 
     let authorized = headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v == format!("Bearer {TEST_API_KEY}"));
+        .is_some_and(|v| v == format!("Bearer {api_key}"));
     if !authorized {
         return Some(stripe_error(
             StatusCode::UNAUTHORIZED,

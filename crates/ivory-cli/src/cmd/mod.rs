@@ -1,5 +1,6 @@
 //! One module per subcommand.
 
+pub(crate) mod certify;
 pub(crate) mod connect;
 pub(crate) mod connectors;
 pub(crate) mod demo;
@@ -21,6 +22,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(manifest::check(&path, test_mode))
         }
         Command::Webhook(WebhookCommand::Verify(args)) => Ok(webhook::verify(&args)),
+        Command::Certify(args) => certify::run(&cli.db, &args),
         Command::Publish(args) => publish::publish(&cli.db, &args),
         Command::Publisher(cmd) => publish::publisher(&cli.db, cmd),
         Command::Install(args) => install::install(&cli.db, &args),

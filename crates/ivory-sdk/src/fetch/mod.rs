@@ -35,7 +35,7 @@ use url::Url;
 
 pub use auth::{AuthError, StaticToken, Token, TokenSource};
 pub use error::FetchError;
-pub use pacer::{Gcra, Pacer};
+pub use pacer::{Gcra, Pacer, SAFETY_MARGIN};
 pub use retry::{Decision, GiveUp, Outcome, RetryPolicy, RetryReason, parse_retry_after};
 
 use crate::clock::Clock;

@@ -4,17 +4,26 @@
 //! The decision is pure ([`Gcra::reserve`] takes `now` and returns how long to wait); the
 //! [`Pacer`] wraps it in a mutex and sleeps on the injected [`Clock`].
 //!
-//! **Guarantee.** With a declared rate `R` per minute and a burst `b` (default 1), no half-open
-//! 60-second window ever holds more than `R` requests. To keep that promise with a burst, the
-//! emission interval is `60 s / (R − b + 1)`: a burst is paid for by a slightly slower steady
-//! rate, never by exceeding the declaration. (A plain token bucket with burst `b` at `R/min`
-//! would allow `R + b − 1` in a window.)
+//! **Guarantee.** With a declared rate `R` per minute and a burst `b` (default 1), no 60-second
+//! window, as the upstream counts it, ever holds more than `R` requests:
+//! - the emission interval is `60 s / (R − b + 1)`: a burst is paid for by a slightly slower
+//!   steady rate, never by exceeding the declaration (a plain token bucket with burst `b` at
+//!   `R/min` would allow `R + b − 1` in a window);
+//! - it carries a [`SAFETY_MARGIN`] of 0.5 %, because an upstream counting a trailing minute
+//!   with both ends included sees `R + 1` requests when they are spaced exactly `60 s / R`;
+//! - a timer that wakes late moves every later slot by its lateness ([`Gcra::delay`]), so the
+//!   spacing holds between *actual* sends, not just scheduled ones.
+//!
+//! The cost is a steady rate of `R / 1.005` (99.5 % of the declaration).
 
 use std::num::NonZeroU32;
 use std::sync::Mutex;
 use std::time::Duration;
 
 use crate::clock::Clock;
+
+/// The share of the emission interval added as a safety margin (per mille).
+pub const SAFETY_MARGIN: u64 = 5;
 
 /// Pure GCRA state: the theoretical arrival time of the next request.
 #[derive(Debug, Clone)]
@@ -32,9 +41,10 @@ impl Gcra {
         let rate = per_minute.get();
         let burst = burst.get().min(rate);
         let steady = rate - burst + 1;
-        // Rounded up to the nanosecond: a truncated interval would let `steady + 1` requests
-        // fit in a minute.
-        let interval = Duration::from_nanos(60_000_000_000u64.div_ceil(u64::from(steady)));
+        // Rounded up to the nanosecond (a truncated interval would let `steady + 1` requests fit
+        // in a minute), plus the safety margin.
+        let nanos = (60_000_000_000u64 * (1000 + SAFETY_MARGIN)).div_ceil(1000 * u64::from(steady));
+        let interval = Duration::from_nanos(nanos);
         Self {
             interval,
             tolerance: interval * (burst - 1),
@@ -58,6 +68,14 @@ impl Gcra {
             .max(self.blocked_until);
         self.tat = Some(tat.max(send_at) + self.interval);
         send_at - now
+    }
+
+    /// The request reserved last was sent `lateness` after its slot (a timer woke late):
+    /// every later slot moves by as much, so actual sends keep their spacing.
+    pub fn delay(&mut self, lateness: Duration) {
+        if let Some(tat) = &mut self.tat {
+            *tat += lateness;
+        }
     }
 
     /// No request is sent before `until` (time since the clock's origin): an upstream asked us
@@ -132,8 +150,12 @@ mod tests {
     fn steady_rate_without_burst() {
         let times = schedule(300, 1, 600);
         assert_eq!(times[0], Duration::ZERO);
-        assert_eq!(times[1], Duration::from_millis(200));
-        assert_eq!(times[599], Duration::from_millis(599 * 200));
+        assert_eq!(
+            times[1],
+            Duration::from_millis(201),
+            "200 ms + the 0.5 % margin"
+        );
+        assert_eq!(times[599], Duration::from_millis(599 * 201));
     }
 
     #[test]
@@ -176,6 +198,9 @@ mod tests {
             for (i, start) in sent.iter().enumerate() {
                 let in_window = sent[i..].iter().take_while(|t| **t < *start + window).count();
                 prop_assert!(in_window <= rate as usize, "{in_window} > {rate} in the window from {start:?}");
+                // Closed windows too (an upstream counting both ends).
+                let closed = sent[i..].iter().take_while(|t| **t <= *start + window).count();
+                prop_assert!(closed <= rate as usize, "{closed} > {rate} in the closed window from {start:?}");
             }
         }
     }
