@@ -32,6 +32,31 @@ async fn sync_json_then_incremental_then_export() {
     let fake = ItemsUpstream::start(230, 1, 32).await.expect("fake");
     let base = fake.base_url().to_string();
 
+    let not_installed = ivory(
+        &db,
+        &[
+            "sync",
+            "example-items",
+            "--tenant",
+            "acme",
+            "--base-url",
+            &base,
+        ],
+    )
+    .await;
+    assert_eq!(not_installed.status.code(), Some(1));
+    assert!(
+        stderr(&not_installed).contains("ivory install example-items --tenant acme"),
+        "{}",
+        stderr(&not_installed)
+    );
+    let installed = ivory(
+        &db,
+        &["install", "example-items", "--tenant", "acme", "--approve"],
+    )
+    .await;
+    assert!(installed.status.success(), "{}", stderr(&installed));
+
     let first = ivory(
         &db,
         &[
