@@ -2,6 +2,7 @@
 //! fake secrets, the static checks on a clean connector and on mutants of it (one broken rule
 //! each), and the scanner on this repository's own tree.
 
+mod mutants;
 mod repo;
 mod secrets;
 mod statics;
