@@ -275,6 +275,12 @@ async fn the_demo_runs_and_a_second_run_is_idempotent() {
     assert!(first.status.success(), "{}", stderr(&first));
     let text = stdout(&first);
     assert!(text.contains("example-items"), "{text}");
+    assert!(
+        text.contains("workflow payment-failed-follow-up Succeeded"),
+        "{text}"
+    );
+    assert!(text.contains("tampered copy: rejected"), "{text}");
+    assert!(text.contains("payment_failed true"), "{text}");
     let export = ivory(
         &db,
         &["records", "export", "--tenant", "demo", "--kind", "item"],
@@ -287,7 +293,7 @@ async fn the_demo_runs_and_a_second_run_is_idempotent() {
     assert!(second.status.success(), "{}", stderr(&second));
     for line in stdout(&second)
         .lines()
-        .filter(|l| l.starts_with("example-"))
+        .filter(|l| l.starts_with("example-") || l.starts_with("stripe "))
     {
         let columns: Vec<&str> = line.split_whitespace().collect();
         assert_eq!(
