@@ -133,9 +133,12 @@ async fn credentials_for(
     let credentials = grant.to_credentials();
     let source: Option<Arc<dyn TokenSource>> =
         match (&grant, OAuthEndpoints::from_manifest(manifest)) {
-            (StoredGrant::OAuth2(_), Ok(endpoints)) => {
+            (StoredGrant::OAuth2(grant), Ok(endpoints)) => {
                 let app = match OAuthApp::from_env(|k| std::env::var(k).ok()) {
                     Ok(app) => app,
+                    // A grant that can never be refreshed needs no OAuth app: its access
+                    // token is sent as it is, until the upstream refuses it.
+                    Err(_) if grant.refresh_token.is_none() => return Ok(Ok((credentials, None))),
                     Err(error) => return Ok(Err(error.to_string())),
                 };
                 Some(Arc::new(OAuthTokenSource::new(
