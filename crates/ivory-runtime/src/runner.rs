@@ -6,14 +6,16 @@
 //! 2. Builds the [`Context`]: committed cursor (none on a full refresh), the tenant's
 //!    credentials, a [`Fetcher`] paced at the manifest's rate, and the store as the
 //!    [`RecordSink`](ivory_sdk::RecordSink), whose every commit renews and checks the lease.
-//! 3. Runs the connector, flushes what it staged, and records the run with its counts, final
-//!    cursor and error. A failed run keeps everything it committed; the next run resumes from
-//!    the committed cursor.
+//! 3. Runs the connector, flushes what it staged, and records the run with its counts (its
+//!    conflicts per outcome and outbound totals included), final cursor and error. A failed
+//!    run keeps everything it committed; the next run resumes from the committed cursor.
 
 use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
 
+use ivory_sdk::conflict::ConflictCounts;
+use ivory_sdk::context::OutboundTotals;
 use ivory_sdk::fetch::RetryPolicy;
 use ivory_sdk::fetch::TokenSource;
 use ivory_sdk::manifest::Manifest;
@@ -111,6 +113,10 @@ pub struct SyncSummary {
     pub notes: Vec<String>,
     /// The error of a failed run.
     pub error: Option<String>,
+    /// Records changed on both sides since the last sync, per outcome of the conflict policy.
+    pub conflicts: ConflictCounts,
+    /// Platform-side changes pushed upstream (created upstream, superseded by the upstream).
+    pub outbound: OutboundTotals,
 }
 
 /// Why a sync did not run, or failed.
@@ -294,6 +300,9 @@ impl Runner {
                 self.clock.now(),
             )
             .await?;
+        self.store
+            .record_run_outbound(&run_id, &summary.conflicts, &summary.outbound)
+            .await?;
         match result {
             Ok(()) => Ok(summary),
             Err(error) => Err(RunError::Failed {
@@ -392,7 +401,8 @@ impl Runner {
             },
             progress: options.progress.clone(),
             flush_threshold: options.flush_threshold,
-        });
+        })
+        .with_conflict_policy(sync.conflict_policy);
         tracing::info!(full_refresh = options.full_refresh, cursor = ?ctx.cursor(), "Sync started.");
         let mut notes = Vec::new();
         let result = match connector.sync_boxed(&mut ctx).await {
@@ -439,6 +449,8 @@ impl Runner {
             duration_ms: 0,
             notes,
             error: None,
+            conflicts: ctx.conflicts(),
+            outbound: ctx.outbound_totals(),
         };
         Ok((summary, result))
     }

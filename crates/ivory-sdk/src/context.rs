@@ -14,6 +14,29 @@
 //! - Staged records are flushed without a cursor when the stage grows past a threshold and at
 //!   the end of the sync: storing records early is always safe (a re-run re-pulls them
 //!   idempotently).
+//!
+//! ## Outbound sync: pending platform changes, acknowledgements, upstream ids
+//! A platform-side edit (a tenant user's `ivory records update`, a workflow's write) stamps the
+//! record's `platform_updated_at`. Until the connector **acknowledges** it, the edit is a
+//! [`PlatformChange`], listed by [`Context::pending_changes`] (in pages, oldest edit first) and
+//! looked up by id with [`Context::pending_changes_for`] (to detect conflicts while pulling).
+//! [`Context::commit_outbound`] records, in one transaction:
+//! - [`UpstreamLink`]s: a record created on the platform was created upstream; the record takes
+//!   the upstream's id as its external id (so the next pull updates it instead of duplicating
+//!   it), optionally with the upstream's data;
+//! - [`ChangeAck`]s: the edit was pushed ([`Disposition::Pushed`]) or lost a conflict to the
+//!   upstream's version ([`Disposition::Superseded`]). An ack covers the edit made at its
+//!   `platform_updated_at` and every earlier one; a later edit is pending again.
+//!
+//! Acknowledge a push only after the upstream accepted it: a crash before the ack means the
+//! edit is pushed again by the next sync (pushes of the same values are idempotent upstream),
+//! never that it is lost. Acknowledgements are per record, not a single "last push"
+//! timestamp: an edit stamped before a push read the store but committed after it (a writer
+//! waiting for the store's write lock) would fall behind such a watermark and never be pushed;
+//! a per-record acknowledgement cannot miss it.
+//!
+//! Conflicts (a record changed on both sides) are decided by [`Context::resolve_conflict`] with
+//! the manifest's policy (see [`crate::conflict`]), which also counts them for the sync run.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -24,10 +47,12 @@ use jiff::{SignedDuration, Timestamp};
 use serde::Serialize;
 
 use crate::clock::Clock;
+use crate::conflict::{ConflictCounts, ConflictPolicy, Resolution, resolve};
 use crate::connector::BoxFuture;
 use crate::error::{AckedTimestamp, CursorError, Error, SinkError};
 use crate::fetch::{FetchStats, Fetcher, RequestBuilder};
 use crate::manifest::CursorKind;
+use crate::manifest::ObjectSpec;
 use crate::record::{Cursor, Record, RecordOp, validate_kind};
 use crate::secret::Secret;
 
@@ -69,6 +94,276 @@ pub trait RecordSink: Send + Sync {
         ops: &'a [RecordOp],
         cursor: Option<&'a Cursor>,
     ) -> BoxFuture<'a, Result<CommitReceipt, SinkError>>;
+
+    /// Platform-side changes not acknowledged yet (outbound sync): records of the sink's tenant
+    /// and `query`'s kind whose last platform-side edit is newer than their acknowledgement,
+    /// tombstones excluded. The default refuses: a sink without outbound support. A sink that
+    /// wraps another (fault injection) must forward this.
+    fn pending_changes<'a>(
+        &'a self,
+        query: &'a ChangeQuery<'a>,
+    ) -> BoxFuture<'a, Result<Vec<PlatformChange>, SinkError>> {
+        let _ = query;
+        Box::pin(async { Err(SinkError::new(OUTBOUND_UNSUPPORTED)) })
+    }
+
+    /// Applies `commit`'s links, then its acknowledgements (naming records by their ids after
+    /// the links), atomically. Renews and checks the run's lease like [`RecordSink::commit`].
+    /// The default refuses: a sink without outbound support. A wrapping sink must forward this.
+    fn commit_outbound<'a>(
+        &'a self,
+        commit: &'a OutboundCommit,
+    ) -> BoxFuture<'a, Result<(), SinkError>> {
+        let _ = commit;
+        Box::pin(async { Err(SinkError::new(OUTBOUND_UNSUPPORTED)) })
+    }
+
+    /// Provisions (creates, or migrates additively) the custom object kind `spec` for the
+    /// sink's tenant, owned by the sink's installation: see [`Context::provision_object`] for
+    /// the rules. The default refuses: a sink that stores records but cannot provision objects.
+    /// A sink that wraps another (fault injection) must forward this.
+    fn provision_object<'a>(
+        &'a self,
+        spec: &'a ObjectSpec,
+    ) -> BoxFuture<'a, Result<ProvisionedObject, SinkError>> {
+        Box::pin(async move {
+            Err(SinkError::new(format!(
+                "this record sink cannot provision object kinds (asked for {:?})",
+                spec.kind
+            )))
+        })
+    }
+
+    /// Starts a full pass over the installation's records of `kind` and returns its id: the
+    /// ids the pass sees are remembered by the platform (not in memory) until
+    /// [`RecordSink::end_full_pass`]. Starting a pass abandons any earlier unfinished pass of
+    /// the same kind. The default refuses. A wrapping sink must forward this.
+    fn begin_full_pass<'a>(&'a self, kind: &'a str) -> BoxFuture<'a, Result<String, SinkError>> {
+        Box::pin(async move {
+            Err(SinkError::new(format!(
+                "this record sink cannot run full passes (asked for kind {kind:?})"
+            )))
+        })
+    }
+
+    /// Remembers that the full pass `pass` saw the records `ids` (of the pass's kind). The
+    /// [`Context`] calls it with the ids of every upsert of that kind, right before the commit
+    /// that stores them. The default refuses. A wrapping sink must forward this.
+    fn full_pass_seen<'a>(
+        &'a self,
+        pass: &'a str,
+        ids: &'a [String],
+    ) -> BoxFuture<'a, Result<(), SinkError>> {
+        Box::pin(async move {
+            let _ = ids;
+            Err(SinkError::new(format!(
+                "this record sink cannot run full passes (pass {pass})"
+            )))
+        })
+    }
+
+    /// Ends the full pass `pass` of `kind`: tombstones the installation's live records of
+    /// `kind` that the pass did not see (and that nobody wrote since the pass began), forgets
+    /// the pass, and returns how many were tombstoned. The default refuses. A wrapping sink
+    /// must forward this.
+    fn end_full_pass<'a>(
+        &'a self,
+        pass: &'a str,
+        kind: &'a str,
+    ) -> BoxFuture<'a, Result<u64, SinkError>> {
+        Box::pin(async move {
+            Err(SinkError::new(format!(
+                "this record sink cannot run full passes (pass {pass}, kind {kind:?})"
+            )))
+        })
+    }
+}
+
+/// What the platform did when a connector provisioned an object kind
+/// ([`Context::provision_object`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ProvisionedObject {
+    /// The kind.
+    pub kind: String,
+    /// What happened.
+    pub outcome: ProvisionOutcome,
+    /// The definition's version now (bumped on every change).
+    pub version: i64,
+    /// Fields this version added.
+    pub added_fields: Vec<String>,
+    /// Fields of the stored definition that the spec no longer has: kept declared (a connector
+    /// cannot remove fields, so formulas and workflows reading them keep working); records
+    /// hold whatever the connector writes for them from now on.
+    pub kept_fields: Vec<String>,
+    /// Fields that switched between a formula and a synced value of the same type (their
+    /// records keep their values; formulas are recomputed where they apply).
+    pub migrated_fields: Vec<String>,
+    /// Existing records whose formula fields were recomputed because formulas changed.
+    pub recomputed: u64,
+}
+
+/// What provisioning did to an object kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProvisionOutcome {
+    /// The kind is new.
+    Created,
+    /// The kind changed: a new version.
+    Updated,
+    /// Identical to the stored definition: nothing written.
+    Unchanged,
+}
+
+const OUTBOUND_UNSUPPORTED: &str =
+    "this record sink does not support outbound sync (pending platform changes)";
+
+/// A platform-side change of one record, not pushed upstream yet.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlatformChange {
+    /// The record's kind.
+    pub kind: String,
+    /// The record's external id: the upstream's id, or the platform's own id for a record
+    /// created on the platform and not linked to an upstream object yet.
+    pub id: String,
+    /// The record's data as it is now (the platform's version).
+    pub data: serde_json::Value,
+    /// Incremented on every write of the record.
+    pub version: i64,
+    /// The upstream's last-modified time of the version last stored from the upstream; `None`
+    /// for a record that never came from (nor was linked to) the upstream: create it there.
+    pub source_updated_at: Option<Timestamp>,
+    /// When the platform-side edit was made.
+    pub platform_updated_at: Timestamp,
+}
+
+impl PlatformChange {
+    /// True for a record that exists on the platform only (create it upstream, then link it).
+    pub fn is_new(&self) -> bool {
+        self.source_updated_at.is_none()
+    }
+
+    /// This change's position in the order of [`Context::pending_changes`].
+    pub fn key(&self) -> ChangeKey {
+        ChangeKey {
+            platform_updated_at: self.platform_updated_at,
+            id: self.id.clone(),
+        }
+    }
+
+    /// The acknowledgement of this change, for the record now named `id`.
+    pub fn ack(&self, id: &str, disposition: Disposition) -> ChangeAck {
+        ChangeAck {
+            kind: self.kind.clone(),
+            id: id.to_owned(),
+            platform_updated_at: self.platform_updated_at,
+            disposition,
+        }
+    }
+}
+
+/// Where a page of pending changes starts: after this `(platform_updated_at, id)`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ChangeKey {
+    /// The edit's time.
+    pub platform_updated_at: Timestamp,
+    /// The record's external id.
+    pub id: String,
+}
+
+/// Which pending changes a [`RecordSink::pending_changes`] call reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChangeQuery<'a> {
+    /// At most `limit` changes of `kind` ordered by `(platform_updated_at, id)`, after `after`.
+    Page {
+        /// The kind.
+        kind: &'a str,
+        /// Start after this key (`None`: from the oldest).
+        after: Option<&'a ChangeKey>,
+        /// At most this many.
+        limit: usize,
+    },
+    /// The pending changes among these records of `kind` (any order).
+    Ids {
+        /// The kind.
+        kind: &'a str,
+        /// The external ids.
+        ids: &'a [String],
+    },
+}
+
+/// A record created on the platform now exists upstream: it takes the upstream's id.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UpstreamLink {
+    /// The record's kind.
+    pub kind: String,
+    /// Its current (platform) external id.
+    pub platform_id: String,
+    /// The upstream's id, its external id from now on. A record already stored under that id
+    /// (pulled before the link) is replaced by the linked one.
+    pub upstream_id: String,
+    /// The upstream's last-modified time of the object, stored as the record's
+    /// `source_updated_at` (so the record no longer counts as new).
+    pub source_updated_at: Timestamp,
+    /// The upstream's version of the data, to store in place of the platform's (when the
+    /// upstream's version won a conflict); `None` keeps the platform's data.
+    pub data: Option<serde_json::Value>,
+}
+
+/// What became of a platform-side change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Disposition {
+    /// The upstream accepted it.
+    Pushed,
+    /// It lost a conflict to the upstream's version, which replaced it on the platform.
+    Superseded,
+}
+
+impl Disposition {
+    /// The name stored and shown (`pushed`, `superseded`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Disposition::Pushed => "pushed",
+            Disposition::Superseded => "superseded",
+        }
+    }
+}
+
+/// The acknowledgement of a platform-side change: it (and every earlier edit of the record) is
+/// dealt with.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChangeAck {
+    /// The record's kind.
+    pub kind: String,
+    /// The record's external id (after the links of the same commit).
+    pub id: String,
+    /// The edit acknowledged ([`PlatformChange::platform_updated_at`]).
+    pub platform_updated_at: Timestamp,
+    /// What became of it.
+    pub disposition: Disposition,
+}
+
+/// Links and acknowledgements committed together ([`Context::commit_outbound`]).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct OutboundCommit {
+    /// Records created upstream, renamed to their upstream ids (applied first).
+    pub links: Vec<UpstreamLink>,
+    /// Changes dealt with.
+    pub acks: Vec<ChangeAck>,
+}
+
+/// What a sync did in the outbound direction (as `ivory sync --json` prints it under
+/// `outbound`, and as the sync run records it).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct OutboundTotals {
+    /// Platform-side changes the upstream accepted (creates included).
+    pub pushed: u64,
+    /// Records created on the platform that now carry their upstream ids ([`UpstreamLink`]s
+    /// committed): created upstream, or found there already (a create whose write-back was
+    /// lost).
+    pub created: u64,
+    /// Platform-side changes that lost a conflict to the upstream's version.
+    pub superseded: u64,
 }
 
 /// Observes a sync's progress (a terminal progress bar, metrics).
@@ -178,6 +473,9 @@ pub struct Context {
     high_water: Option<Timestamp>,
     totals: CommitReceipt,
     commits: u64,
+    outbound_state: OutboundState,
+    /// Full passes in progress: `(kind, pass id)`.
+    full_passes: Vec<(String, String)>,
 }
 
 impl fmt::Debug for Context {
@@ -200,6 +498,8 @@ impl Context {
             high_water: None,
             totals: CommitReceipt::default(),
             commits: 0,
+            outbound_state: OutboundState::default(),
+            full_passes: Vec::new(),
         }
     }
 
@@ -433,6 +733,7 @@ impl Context {
     }
 
     async fn commit(&mut self, cursor: Option<Cursor>) -> Result<(), Error> {
+        self.note_full_pass_ids().await?;
         let receipt = self
             .parts
             .sink
@@ -452,6 +753,252 @@ impl Context {
             });
         }
         Ok(())
+    }
+}
+
+/// Custom objects and full passes.
+///
+/// ## Provisioning an object kind
+/// [`Context::provision_object`] lets a connector whose schema is only known at run time (an
+/// Airtable base's tables) provision object kinds, as a manifest's `objects` block does for a
+/// fixed schema. The platform computes the kind's formula fields on every write.
+///
+/// ## Full passes: deletions without a change feed
+/// An upstream that has no deletion feed shows deletions only by what a complete listing no
+/// longer returns. Bracket such a listing with [`Context::begin_full_pass`] and
+/// [`Context::end_full_pass`]: the platform remembers every id upserted in between (in its
+/// store, so memory stays flat whatever the count) and, at the end, tombstones the
+/// installation's live records of that kind that were not seen. A pass that does not end (the
+/// sync failed or crashed, the listing stopped early) deletes nothing; beginning a pass again
+/// (say, after restarting an expired listing) starts it afresh.
+impl Context {
+    /// Provisions the custom object kind `spec` for this installation's tenant: created when
+    /// new; otherwise migrated when the change is additive, and refused (a
+    /// [`SinkError`] naming each field) when it is not.
+    ///
+    /// - New fields and changed formulas apply; existing records are recomputed when formulas
+    ///   change.
+    /// - A field the stored definition has but `spec` lacks is **kept** (reported in
+    ///   [`ProvisionedObject::kept_fields`]): an upstream field that disappears (or is
+    ///   renamed) does not delete the platform's field, so nothing reading it breaks; records
+    ///   hold whatever the connector writes for it from then on.
+    /// - A field switching between a formula and a synced value of the same value type is
+    ///   migrated ([`ProvisionedObject::migrated_fields`]).
+    /// - A retyped field, or a kind owned by another installation of the tenant, is refused.
+    ///
+    /// Provisioning the same spec again writes nothing. Staged records are not flushed: they
+    /// are computed with the new definition when they commit.
+    pub async fn provision_object(
+        &mut self,
+        spec: &ObjectSpec,
+    ) -> Result<ProvisionedObject, Error> {
+        validate_kind(&spec.kind).map_err(|reason| Error::InvalidRecord {
+            kind: spec.kind.clone(),
+            id: String::new(),
+            reason,
+        })?;
+        Ok(self.parts.sink.provision_object(spec).await?)
+    }
+
+    /// Begins a full pass over this installation's records of `kind` (see the section above).
+    /// Staged records are committed first. Beginning a pass of a kind whose pass is in progress
+    /// restarts it: the ids seen so far are forgotten.
+    pub async fn begin_full_pass(&mut self, kind: &str) -> Result<(), Error> {
+        validate_kind(kind).map_err(|reason| Error::InvalidRecord {
+            kind: kind.to_owned(),
+            id: String::new(),
+            reason,
+        })?;
+        self.flush().await?;
+        let pass = self.parts.sink.begin_full_pass(kind).await?;
+        self.full_passes.retain(|(k, _)| k != kind);
+        self.full_passes.push((kind.to_owned(), pass));
+        Ok(())
+    }
+
+    /// Ends the full pass of `kind`: commits what is staged, then tombstones the installation's
+    /// live records of `kind` that the pass did not see. Returns how many were tombstoned
+    /// (they count as deleted in the sync's totals). Without a pass in progress this is
+    /// refused.
+    pub async fn end_full_pass(&mut self, kind: &str) -> Result<u64, Error> {
+        if !self.full_passes.iter().any(|(k, _)| k == kind) {
+            return Err(SinkError::new(format!(
+                "no full pass of kind {kind:?} is in progress (call begin_full_pass first)"
+            ))
+            .into());
+        }
+        self.flush().await?;
+        let Some(index) = self.full_passes.iter().position(|(k, _)| k == kind) else {
+            return Ok(0);
+        };
+        let (kind, pass) = self.full_passes.remove(index);
+        let deleted = self.parts.sink.end_full_pass(&pass, &kind).await?;
+        self.totals.deleted += deleted;
+        Ok(deleted)
+    }
+
+    /// Kinds with a full pass in progress.
+    pub fn full_passes(&self) -> impl Iterator<Item = &str> {
+        self.full_passes.iter().map(|(kind, _)| kind.as_str())
+    }
+
+    /// Tells the sink which staged upserts the full passes in progress see, before the commit
+    /// that stores them (a pass ends only after every such commit succeeded, so remembering
+    /// an id whose commit then fails can only spare a record, never delete one).
+    async fn note_full_pass_ids(&mut self) -> Result<(), Error> {
+        for (kind, pass) in &self.full_passes {
+            let ids: Vec<String> = self
+                .staged
+                .iter()
+                .filter_map(|op| match op {
+                    RecordOp::Upsert { kind: k, record } if k == kind => Some(record.id.clone()),
+                    _ => None,
+                })
+                .collect();
+            if !ids.is_empty() {
+                self.parts.sink.full_pass_seen(pass, &ids).await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Conflicts and outbound sync (see the module doc).
+impl Context {
+    /// Sets the manifest's conflict policy ([`Context::resolve_conflict`] decides with it; the
+    /// runtime sets it from `connection.sync.conflictPolicy`). Without it: `source_wins`.
+    #[must_use]
+    pub fn with_conflict_policy(mut self, policy: ConflictPolicy) -> Self {
+        self.outbound_state.policy = policy;
+        self
+    }
+
+    /// The conflict policy of this sync.
+    pub fn conflict_policy(&self) -> ConflictPolicy {
+        self.outbound_state.policy
+    }
+
+    /// Decides a conflict (a record changed upstream at `source_updated_at` and on the platform
+    /// at `platform_updated_at`, both since the last sync) with this sync's policy, and counts
+    /// the decision for the sync run. See [`crate::conflict`] for the rules and the tie rule.
+    pub fn resolve_conflict(
+        &mut self,
+        source_updated_at: Timestamp,
+        platform_updated_at: Timestamp,
+    ) -> Resolution {
+        let resolution = resolve(
+            self.outbound_state.policy,
+            source_updated_at,
+            platform_updated_at,
+        );
+        self.outbound_state.conflicts.record(resolution);
+        tracing::debug!(
+            outcome = ?resolution.outcome,
+            rule = ?resolution.rule,
+            %source_updated_at,
+            %platform_updated_at,
+            "Conflict resolved."
+        );
+        resolution
+    }
+
+    /// Conflicts decided in this sync so far.
+    pub fn conflicts(&self) -> ConflictCounts {
+        self.outbound_state.conflicts
+    }
+
+    /// What this sync did in the outbound direction so far.
+    pub fn outbound_totals(&self) -> OutboundTotals {
+        self.outbound_state.totals
+    }
+
+    /// A page of pending platform-side changes of `kind`, oldest edit first, after `after`
+    /// (continue with the last change's [`PlatformChange::key`]).
+    pub async fn pending_changes(
+        &self,
+        kind: &str,
+        after: Option<&ChangeKey>,
+        limit: usize,
+    ) -> Result<Vec<PlatformChange>, Error> {
+        Ok(self
+            .parts
+            .sink
+            .pending_changes(&ChangeQuery::Page {
+                kind,
+                after,
+                limit: limit.max(1),
+            })
+            .await?)
+    }
+
+    /// The pending platform-side changes among the records of `kind` with these ids (for
+    /// conflict detection while pulling them).
+    pub async fn pending_changes_for(
+        &self,
+        kind: &str,
+        ids: &[String],
+    ) -> Result<Vec<PlatformChange>, Error> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        Ok(self
+            .parts
+            .sink
+            .pending_changes(&ChangeQuery::Ids { kind, ids })
+            .await?)
+    }
+
+    /// Commits links and acknowledgements of the outbound direction in one transaction (see the
+    /// module doc). Records staged by [`Context::upsert`] are **not** flushed first: to let the
+    /// upstream's version win a conflict, acknowledge the platform's change (superseded) and
+    /// then upsert the upstream's version — a crash in between leaves the edit acknowledged and
+    /// the window uncommitted, so the re-run re-pulls the upstream's version.
+    pub async fn commit_outbound(&mut self, commit: &OutboundCommit) -> Result<(), Error> {
+        if commit.links.is_empty() && commit.acks.is_empty() {
+            return Ok(());
+        }
+        for link in &commit.links {
+            validate_kind(&link.kind).map_err(|reason| Error::InvalidRecord {
+                kind: link.kind.clone(),
+                id: link.platform_id.clone(),
+                reason,
+            })?;
+            if link.upstream_id.is_empty() {
+                return Err(Error::InvalidRecord {
+                    kind: link.kind.clone(),
+                    id: link.platform_id.clone(),
+                    reason: "empty upstream id".into(),
+                });
+            }
+        }
+        self.parts.sink.commit_outbound(commit).await?;
+        let totals = &mut self.outbound_state.totals;
+        for ack in &commit.acks {
+            match ack.disposition {
+                Disposition::Pushed => totals.pushed += 1,
+                Disposition::Superseded => totals.superseded += 1,
+            }
+        }
+        totals.created += commit.links.len() as u64;
+        Ok(())
+    }
+}
+
+/// The conflict policy and the outbound counters of one sync.
+#[derive(Debug, Clone, Copy)]
+struct OutboundState {
+    policy: ConflictPolicy,
+    conflicts: ConflictCounts,
+    totals: OutboundTotals,
+}
+
+impl Default for OutboundState {
+    fn default() -> Self {
+        Self {
+            policy: ConflictPolicy::SourceWins,
+            conflicts: ConflictCounts::default(),
+            totals: OutboundTotals::default(),
+        }
     }
 }
 

@@ -9,12 +9,14 @@
 //! - [`manifest`]: the `manifest.json` types, strict validation, JSON Schema.
 //! - [`fetch`]: pacing (GCRA at `rateLimitPerMinute`), `Retry-After`, backoff, host allow-list.
 //! - [`pagination`]: Stripe, HubSpot, Airtable and `Link`-header listings as streams.
-//! - [`context`]: the cursor discipline (see its module doc).
+//! - [`context`]: the cursor discipline and outbound sync (see its module doc).
+//! - [`conflict`]: `source_wins` / `platform_wins` / `newest_wins`, the tie rule.
 //! - [`webhook`]: webhook signature verification.
 //!
 //! See ARCHITECTURE.md at the repository root for the map of the workspace.
 
 pub mod clock;
+pub mod conflict;
 pub mod connector;
 pub mod context;
 pub mod error;

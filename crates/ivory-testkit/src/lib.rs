@@ -4,7 +4,9 @@
 //! upstreams that run as real HTTP servers on loopback, and small connectors written against
 //! them. Nothing here is a mock of our own store: tests run the real store on real files.
 
+pub mod airtable;
 pub mod connectors;
+pub mod hubspot;
 pub mod items;
 pub mod oauth;
 pub mod stripe;

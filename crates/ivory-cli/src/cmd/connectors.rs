@@ -1,6 +1,6 @@
 //! The connectors this binary knows by id.
 //!
-//! The reference connectors (`stripe`; HubSpot and Airtable to come), and the two example
+//! The reference connectors (`stripe`, `hubspot`, `airtable`), and the two example
 //! connectors of the testkit (one per cursor kind), which talk to the fake items API (`ivory
 //! demo` starts one):
 //! `example-items` writes kind `item`, `example-changes` kind `item_change`.
@@ -18,7 +18,13 @@ pub(crate) struct Builtin {
 }
 
 /// Ids of the built-in connectors.
-pub(crate) const BUILTIN_IDS: &[&str] = &["stripe", "example-items", "example-changes"];
+pub(crate) const BUILTIN_IDS: &[&str] = &[
+    "stripe",
+    "hubspot",
+    "airtable",
+    "example-items",
+    "example-changes",
+];
 
 /// The built-in connector with this id.
 pub(crate) fn builtin(id: &str) -> Option<Builtin> {
@@ -26,6 +32,14 @@ pub(crate) fn builtin(id: &str) -> Option<Builtin> {
         "stripe" => Some(Builtin {
             manifest: ivory_connector_stripe::manifest().clone(),
             connector: Arc::new(ivory_connector_stripe::StripeConnector::default()),
+        }),
+        "hubspot" => Some(Builtin {
+            manifest: ivory_connector_hubspot::manifest().clone(),
+            connector: Arc::new(ivory_connector_hubspot::HubSpotConnector::default()),
+        }),
+        "airtable" => Some(Builtin {
+            manifest: ivory_connector_airtable::manifest().clone(),
+            connector: Arc::new(ivory_connector_airtable::AirtableConnector::default()),
         }),
         "example-items" => Some(Builtin {
             manifest: items_manifest("example-items", CursorKind::OpaqueToken, 6000),

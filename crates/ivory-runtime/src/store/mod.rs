@@ -6,9 +6,12 @@
 //! timestamp nor JSON types). Every record query is keyed by tenant first.
 
 pub(crate) mod audit;
+mod connector_objects;
 mod credentials;
+mod full_pass;
 mod governance;
 mod installations;
+mod outbound;
 mod records;
 mod replay;
 mod runs;
@@ -28,6 +31,7 @@ pub use governance::{
 };
 pub use installations::Installation;
 pub(crate) use installations::validate_tenant;
+pub use outbound::RunOutbound;
 pub use records::{CommitScope, ExportedRecord, Fence, InstallationSink, Tombstones};
 pub use runs::{LockHolder, NewRun, RunRecord, RunStatus, RunTotals};
 

@@ -415,4 +415,118 @@ impl RecordSink for InstallationSink {
                 .map_err(|e| SinkError::new(e.to_string()))
         })
     }
+
+    fn pending_changes<'a>(
+        &'a self,
+        query: &'a ivory_sdk::context::ChangeQuery<'a>,
+    ) -> BoxFuture<'a, Result<Vec<ivory_sdk::context::PlatformChange>, SinkError>> {
+        Box::pin(async move {
+            self.store
+                .pending_changes(&self.tenant, query)
+                .await
+                .map_err(|e| SinkError::new(e.to_string()))
+        })
+    }
+
+    fn commit_outbound<'a>(
+        &'a self,
+        commit: &'a ivory_sdk::context::OutboundCommit,
+    ) -> BoxFuture<'a, Result<(), SinkError>> {
+        Box::pin(async move {
+            let (now, lease_until) = self.fence_times();
+            let scope = CommitScope {
+                tenant: &self.tenant,
+                installation: &self.installation,
+                now,
+                fence: self.run_id.as_deref().map(|run_id| Fence {
+                    run_id,
+                    lease_until,
+                }),
+            };
+            self.store
+                .commit_outbound(&scope, commit)
+                .await
+                .map_err(|e| SinkError::new(e.to_string()))
+        })
+    }
+
+    fn provision_object<'a>(
+        &'a self,
+        spec: &'a ivory_sdk::manifest::ObjectSpec,
+    ) -> BoxFuture<'a, Result<ivory_sdk::context::ProvisionedObject, SinkError>> {
+        Box::pin(async move {
+            let (now, lease_until) = self.fence_times();
+            let fence = self.run_id.as_deref().map(|run_id| Fence {
+                run_id,
+                lease_until,
+            });
+            self.store
+                .provision_connector_object(&self.installation, spec, fence.as_ref(), now)
+                .await
+                .map_err(|e| SinkError::new(super::connector_objects::refusal_text(&e)))
+        })
+    }
+
+    fn begin_full_pass<'a>(&'a self, kind: &'a str) -> BoxFuture<'a, Result<String, SinkError>> {
+        Box::pin(async move {
+            let (now, lease_until) = self.fence_times();
+            let fence = self.run_id.as_deref().map(|run_id| Fence {
+                run_id,
+                lease_until,
+            });
+            self.store
+                .begin_full_pass(&self.tenant, &self.installation, kind, fence.as_ref(), now)
+                .await
+                .map_err(|e| SinkError::new(e.to_string()))
+        })
+    }
+
+    fn full_pass_seen<'a>(
+        &'a self,
+        pass: &'a str,
+        ids: &'a [String],
+    ) -> BoxFuture<'a, Result<(), SinkError>> {
+        Box::pin(async move {
+            self.store
+                .full_pass_seen(&self.installation, pass, ids)
+                .await
+                .map_err(|e| SinkError::new(e.to_string()))
+        })
+    }
+
+    fn end_full_pass<'a>(
+        &'a self,
+        pass: &'a str,
+        kind: &'a str,
+    ) -> BoxFuture<'a, Result<u64, SinkError>> {
+        Box::pin(async move {
+            let (now, lease_until) = self.fence_times();
+            let fence = self.run_id.as_deref().map(|run_id| Fence {
+                run_id,
+                lease_until,
+            });
+            self.store
+                .end_full_pass(
+                    &self.tenant,
+                    &self.installation,
+                    pass,
+                    kind,
+                    fence.as_ref(),
+                    now,
+                )
+                .await
+                .map_err(|e| SinkError::new(e.to_string()))
+        })
+    }
+}
+
+/// Connector-provisioned objects and full passes (`store/connector_objects.rs`,
+/// `store/full_pass.rs`) share the commit's fencing.
+impl InstallationSink {
+    /// Now, and the lease expiry a write made now renews the run's lease to.
+    fn fence_times(&self) -> (Timestamp, Timestamp) {
+        let now = self.clock.now();
+        let lease = jiff::SignedDuration::try_from(self.lease).unwrap_or(jiff::SignedDuration::MAX);
+        (now, now.checked_add(lease).unwrap_or(Timestamp::MAX))
+    }
 }
