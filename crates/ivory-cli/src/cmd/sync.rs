@@ -193,6 +193,21 @@ fn print_summary(summary: &SyncSummary, json: bool) -> anyhow::Result<()> {
         "  cursor    {}",
         summary.cursor.as_deref().unwrap_or("none")
     )?;
+    let (c, o) = (&summary.conflicts, &summary.outbound);
+    if o.pushed + o.created + o.superseded > 0 {
+        writeln!(
+            out,
+            "  pushed    {} platform edits upstream ({} created there), {} superseded by the upstream",
+            o.pushed, o.created, o.superseded
+        )?;
+    }
+    if c.source_wins + c.platform_wins > 0 {
+        writeln!(
+            out,
+            "  conflicts {} won by the upstream, {} by the platform ({} decided by the tie rule)",
+            c.source_wins, c.platform_wins, c.ties
+        )?;
+    }
     for note in &summary.notes {
         writeln!(out, "  note      {note}")?;
     }
