@@ -37,7 +37,7 @@ use ivory_runtime::store::Tombstones;
 use ivory_runtime::{Runner, Store, SyncOptions};
 use ivory_sdk::connector::BoxFuture;
 use ivory_sdk::fetch::RetryPolicy;
-use ivory_sdk::manifest::{Direction, Manifest, WebhookScheme};
+use ivory_sdk::manifest::{Direction, Manifest};
 use ivory_sdk::webhook::{Delivery, InMemoryReplayGuard, Scheme, Verifier, VerifierConfig};
 use ivory_sdk::{Clock, Credentials, DynConnector, Secret};
 use jiff::Timestamp;
@@ -243,9 +243,10 @@ struct World {
 async fn world(target: &dyn Target, now: Timestamp) -> Result<World, String> {
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
     let path = dir.path().join("certify.db");
-    let store = Store::open(path.to_str().unwrap_or("certify.db"))
-        .await
-        .map_err(|e| e.to_string())?;
+    let path = path
+        .to_str()
+        .ok_or_else(|| format!("the temp dir {} is not UTF-8", dir.path().display()))?;
+    let store = Store::open(path).await.map_err(|e| e.to_string())?;
     store
         .ensure_installation("certification", target.manifest(), &Default::default(), now)
         .await
@@ -513,16 +514,6 @@ fn rate_check(log: &[Arrival], declared: u32) -> Check {
     }
 }
 
-fn scheme_of(scheme: WebhookScheme) -> Option<Scheme> {
-    Some(match scheme {
-        WebhookScheme::Stripe => Scheme::Stripe,
-        WebhookScheme::HubspotV3 => Scheme::HubSpotV3,
-        WebhookScheme::Airtable => Scheme::Airtable,
-        WebhookScheme::StandardWebhooks => Scheme::StandardWebhooks,
-        _ => return None,
-    })
-}
-
 fn webhook_checks(target: &dyn Target, secret: &Secret) -> Vec<Check> {
     let name = "webhook verification";
     let manifest = target.manifest();
@@ -532,7 +523,7 @@ fn webhook_checks(target: &dyn Target, secret: &Secret) -> Vec<Check> {
             "the connector receives no webhooks: not applicable",
         )];
     };
-    let Some(scheme) = scheme_of(spec.scheme) else {
+    let Some(scheme) = Scheme::from_manifest(spec.scheme) else {
         return vec![Check::fail(
             name,
             "this scheme cannot be exercised by the harness yet",

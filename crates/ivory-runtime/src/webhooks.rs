@@ -17,7 +17,7 @@
 
 use std::sync::Arc;
 
-use ivory_sdk::manifest::{CursorKind, Manifest, WebhookScheme};
+use ivory_sdk::manifest::{CursorKind, Manifest};
 use ivory_sdk::webhook::{Delivery, Rejection, Scheme, Verifier, VerifierConfig};
 use ivory_sdk::{Context, ContextParts, Credentials, DynConnector, Secret, WebhookEvent};
 use serde_json::Value;
@@ -73,17 +73,6 @@ pub enum IngestError {
     Store(#[from] StoreError),
 }
 
-/// The SDK's verification scheme for a manifest's declared one.
-fn scheme_of(scheme: WebhookScheme) -> Option<Scheme> {
-    Some(match scheme {
-        WebhookScheme::Stripe => Scheme::Stripe,
-        WebhookScheme::HubspotV3 => Scheme::HubSpotV3,
-        WebhookScheme::Airtable => Scheme::Airtable,
-        WebhookScheme::StandardWebhooks => Scheme::StandardWebhooks,
-        _ => return None,
-    })
-}
-
 impl Runner {
     /// Ingests one delivery for `installation_id` (see the module doc). `platform_app_secret`
     /// is the OAuth app's secret, the key of HubSpot v3 signatures.
@@ -111,7 +100,7 @@ impl Runner {
             .webhooks
             .as_ref()
             .ok_or_else(|| not_configured("the manifest declares no webhooks"))?;
-        let scheme = scheme_of(spec.scheme).ok_or_else(|| {
+        let scheme = Scheme::from_manifest(spec.scheme).ok_or_else(|| {
             not_configured("this scheme needs configuration the manifest cannot give yet")
         })?;
         let secret = match store.webhook_secret(&installation.id, vault).await? {

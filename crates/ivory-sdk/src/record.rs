@@ -106,12 +106,19 @@ impl fmt::Display for Cursor {
     }
 }
 
-/// Checks an object kind name: `^[a-z][a-z0-9_]{0,63}$`.
+/// True for a valid object kind name: `^[a-z][a-z0-9_]{0,63}$`. The one rule the manifest,
+/// the context and the store all check.
+pub fn is_kind_slug(kind: &str) -> bool {
+    (1..=64).contains(&kind.len())
+        && kind.starts_with(|c: char| c.is_ascii_lowercase())
+        && kind
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+}
+
+/// Checks an object kind name ([`is_kind_slug`]), with a message saying what is wrong.
 pub fn validate_kind(kind: &str) -> Result<(), String> {
-    let mut chars = kind.chars();
-    let first_ok = chars.next().is_some_and(|c| c.is_ascii_lowercase());
-    let rest_ok = chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
-    if first_ok && rest_ok && kind.len() <= 64 {
+    if is_kind_slug(kind) {
         Ok(())
     } else {
         Err(format!(

@@ -33,7 +33,7 @@ pub(crate) fn run(db: &str, args: &SyncArgs) -> anyhow::Result<ExitCode> {
         Err(e) => return Ok(usage_error(format!("--base-url: {e}"))),
     };
     let progress = (!args.json && std::io::stderr().is_terminal()).then(TerminalProgress::new);
-    let options = SyncOptions {
+    let mut options = SyncOptions {
         full_refresh: args.full_refresh,
         base_url,
         retry: RetryPolicy {
@@ -43,7 +43,6 @@ pub(crate) fn run(db: &str, args: &SyncArgs) -> anyhow::Result<ExitCode> {
         progress: progress.clone().map(|p| Arc::new(p) as Arc<dyn Progress>),
         ..SyncOptions::default()
     };
-    let mut options = options;
     runtime()?.block_on(async {
         let store = Store::open(db).await?;
         let clock = Clock::system();

@@ -133,14 +133,6 @@ struct StoredWorkflow {
     enabled: bool,
 }
 
-fn is_kind_slug(kind: &str) -> bool {
-    (1..=64).contains(&kind.len())
-        && kind.starts_with(|c: char| c.is_ascii_lowercase())
-        && kind
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
-}
-
 fn to_json_text(what: &'static str, value: &impl Serialize) -> Result<String, StoreError> {
     serde_json::to_string(value).map_err(|e| StoreError::Invalid {
         what,
@@ -186,7 +178,7 @@ impl Store {
                 kind: spec.kind.clone(),
                 message: message.to_owned(),
             };
-            if !is_kind_slug(&spec.kind) {
+            if !ivory_sdk::record::is_kind_slug(&spec.kind) {
                 return Err(invalid(
                     "the kind must be a slug of a-z, 0-9 and _ starting with a letter (1–64 characters)",
                 ));

@@ -43,14 +43,6 @@ struct StoredKind {
     spec: ObjectSpec,
 }
 
-fn is_kind_slug(kind: &str) -> bool {
-    (1..=64).contains(&kind.len())
-        && kind.starts_with(|c: char| c.is_ascii_lowercase())
-        && kind
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
-}
-
 /// The value type a field description (`BreakingChange::FieldRetyped::from`/`to`) stands for
 /// in formulas, and whether it is a formula: `formula (number)` → (`number`, true),
 /// `currency` → (`number`, false), `json` and references → (`string`, false).
@@ -99,7 +91,7 @@ impl Store {
             kind: kind.to_owned(),
             message: message.to_owned(),
         };
-        if !is_kind_slug(kind) {
+        if !ivory_sdk::record::is_kind_slug(kind) {
             return Err(invalid(
                 "the kind must be a slug of a-z, 0-9 and _ starting with a letter (1–64 characters)",
             ));

@@ -337,7 +337,13 @@ impl Fetcher {
                 _ => None,
             };
             inner.counters.requests.fetch_add(1, Ordering::Relaxed);
-            let attempt = self.attempt(&req, token.as_ref()).await;
+            let attempt = match self.attempt(&req, token.as_ref()).await {
+                // Not retryable: a body over the limit, an unusable credential.
+                Err(fatal @ (AttemptError::TooLarge(_) | AttemptError::Credential(_))) => {
+                    return Err(fatal.into_fetch_error(&method, &shown, retries));
+                }
+                other => other,
+            };
             if let (Ok(resp), Some(token), Some(source)) = (&attempt, &token, &inner.auth)
                 && resp.status == 401
                 && !refreshed_after_401
@@ -370,20 +376,8 @@ impl Fetcher {
                     )
                 }
                 Err(AttemptError::Connect(_)) => (Outcome::ConnectFailed, None),
-                Err(AttemptError::Transport(_)) => (Outcome::TransportFailed, None),
-                Err(AttemptError::TooLarge) => {
-                    return Err(FetchError::BodyTooLarge {
-                        url: shown,
-                        limit: inner.max_body_bytes,
-                    });
-                }
-                Err(AttemptError::Credential(message)) => {
-                    return Err(FetchError::Auth {
-                        url: shown,
-                        message: message.clone(),
-                        needs_reconsent: false,
-                    });
-                }
+                // A transport failure (the fatal kinds returned above).
+                Err(_) => (Outcome::TransportFailed, None),
             };
             let status = response.map(|r| r.status);
             if status == Some(429) {
@@ -472,7 +466,7 @@ impl Fetcher {
         let headers = std::mem::take(resp.headers_mut());
         let limit = inner.max_body_bytes;
         if resp.content_length().is_some_and(|len| len > limit as u64) {
-            return Err(AttemptError::TooLarge);
+            return Err(AttemptError::TooLarge(limit));
         }
         let mut body = BytesMut::with_capacity(
             resp.content_length()
@@ -480,7 +474,7 @@ impl Fetcher {
         );
         while let Some(chunk) = resp.chunk().await.map_err(AttemptError::from_reqwest)? {
             if body.len() + chunk.len() > limit {
-                return Err(AttemptError::TooLarge);
+                return Err(AttemptError::TooLarge(limit));
             }
             body.extend_from_slice(&chunk);
         }
@@ -513,7 +507,8 @@ fn status_error(method: &str, shown: &str, resp: &Response, retries: u32) -> Fet
 enum AttemptError {
     Connect(String),
     Transport(String),
-    TooLarge,
+    /// The body exceeded this limit.
+    TooLarge(usize),
     Credential(String),
 }
 
@@ -539,9 +534,9 @@ impl AttemptError {
                     message,
                 }
             }
-            AttemptError::TooLarge => FetchError::BodyTooLarge {
+            AttemptError::TooLarge(limit) => FetchError::BodyTooLarge {
                 url: url.to_owned(),
-                limit: 0,
+                limit,
             },
             AttemptError::Credential(message) => FetchError::Auth {
                 url: url.to_owned(),

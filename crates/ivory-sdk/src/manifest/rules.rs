@@ -427,19 +427,11 @@ fn webhook_block(webhooks: &WebhookSpec, path: &JsonPath, findings: &mut Finding
 // ---------------------------------------------------------------------------------------------
 // Objects
 
-fn is_kind_slug(kind: &str) -> bool {
-    (1..=64).contains(&kind.len())
-        && kind.starts_with(|c: char| c.is_ascii_lowercase())
-        && kind
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
-}
-
 fn objects(objects: &[ObjectSpec], path: &JsonPath, findings: &mut Findings) {
     let declared: Vec<&str> = objects.iter().map(|o| o.kind.as_str()).collect();
     for (index, object) in objects.iter().enumerate() {
         let at = path.index(index);
-        if !is_kind_slug(&object.kind) {
+        if !crate::record::is_kind_slug(&object.kind) {
             findings.push(
                 at.key("kind"),
                 "must be a snake_case slug such as invoice (a-z, 0-9, _; 1–64 characters; starting with a letter)",

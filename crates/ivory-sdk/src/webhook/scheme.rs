@@ -46,6 +46,19 @@ pub enum Scheme {
 }
 
 impl Scheme {
+    /// The verification scheme for a manifest's declared `webhooks.scheme`; `None` for
+    /// `hmac-sha256`, which needs a configuration (header, encoding) the manifest cannot give.
+    pub fn from_manifest(scheme: crate::manifest::WebhookScheme) -> Option<Self> {
+        use crate::manifest::WebhookScheme;
+        Some(match scheme {
+            WebhookScheme::Stripe => Self::Stripe,
+            WebhookScheme::HubspotV3 => Self::HubSpotV3,
+            WebhookScheme::Airtable => Self::Airtable,
+            WebhookScheme::StandardWebhooks => Self::StandardWebhooks,
+            WebhookScheme::HmacSha256 => return None,
+        })
+    }
+
     /// The fieldless name of this scheme.
     pub fn kind(&self) -> SchemeKind {
         match self {
