@@ -274,7 +274,18 @@ async fn standard_webhooks_secrets_are_generated_once() {
         shown.expose(),
     )
     .expect("usable secret");
-    let _ = verifier;
+    let signed = verifier
+        .sign(
+            ivory_sdk::webhook::Delivery::new(Default::default(), &b"{}"[..]).with_header(
+                http::HeaderName::from_static("webhook-id"),
+                http::HeaderValue::from_static("msg_1"),
+            ),
+            t0(),
+        )
+        .expect("signed");
+    verifier
+        .verify_at(&signed, t0())
+        .expect("verifies with the generated secret");
     // Re-installing does not rotate it behind the sender's back.
     install(&env.store, &vault, "acme", &v1, Approval::Approved).await;
     let (again, _) = env
