@@ -17,8 +17,52 @@ use secrecy::zeroize::Zeroizing;
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
 
+use super::audit::{Actor, AuditAction, AuditEvent, SERVICE, emit};
 use super::{Store, StoreError, query_error, to_ms};
 use crate::vault::{Binding, Vault, VaultError};
+
+/// Who writes credentials when no person is known at this layer (the callers are the connect
+/// and OAuth flows, and the refresher).
+fn credentials_agent() -> Actor {
+    Actor::Agent(SERVICE.to_owned())
+}
+
+/// The refresher's identity in audit events.
+fn refresh_agent() -> Actor {
+    Actor::Agent(format!("{SERVICE}:token-refresh"))
+}
+
+/// What an audit diff says about a grant: its kind, version and (OAuth) scopes and expiry;
+/// never a secret.
+fn grant_summary(grant: &StoredGrant, version: i64) -> serde_json::Value {
+    match grant {
+        StoredGrant::ApiKey(_) => serde_json::json!({"kind": grant.kind(), "version": version}),
+        StoredGrant::OAuth2(g) => serde_json::json!({
+            "kind": grant.kind(),
+            "version": version,
+            "scopes": g.scopes,
+            "expires_at": g.expires_at,
+            "refresh_token": g.refresh_token.is_some(),
+        }),
+    }
+}
+
+/// The tenant owning `installation`, read inside the write's transaction.
+async fn installation_tenant(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    installation: &str,
+) -> Result<String, StoreError> {
+    let tenant: Option<String> =
+        sqlx::query_scalar("SELECT tenant_id FROM installations WHERE id = $1")
+            .bind(installation)
+            .fetch_optional(&mut **tx)
+            .await
+            .map_err(query_error("read installation tenant"))?;
+    tenant.ok_or_else(|| StoreError::Invalid {
+        what: "credentials",
+        message: format!("installation {installation} does not exist"),
+    })
+}
 
 /// A tenant's grant as stored: what the platform keeps, more than what a connector sees
 /// ([`StoredGrant::to_credentials`]). `Debug` never shows a secret.
@@ -281,6 +325,24 @@ impl Store {
         now: Timestamp,
     ) -> Result<GrantVersion, CredentialsError> {
         let sealed = seal_grant(installation, grant, vault)?;
+        let mut tx = self.begin_write().await?;
+        let tenant = installation_tenant(&mut tx, installation).await?;
+        let before =
+            sqlx::query("SELECT kind, version FROM credentials WHERE installation_id = $1")
+                .bind(installation)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(query_error("read credentials version"))?
+                .map(|row| -> Result<serde_json::Value, StoreError> {
+                    let read = |e: sqlx::Error| StoreError::Corrupt {
+                        what: "credentials",
+                        message: e.to_string(),
+                    };
+                    let kind: String = row.try_get("kind").map_err(read)?;
+                    let version: i64 = row.try_get("version").map_err(read)?;
+                    Ok(serde_json::json!({"kind": kind, "version": version}))
+                })
+                .transpose()?;
         let version: i64 = sqlx::query_scalar(
             "INSERT INTO credentials (installation_id, kind, payload, version, updated_at) \
              VALUES ($1, $2, $3, $4, $5) \
@@ -294,9 +356,32 @@ impl Store {
         .bind(sealed)
         .bind(initial_version()?)
         .bind(to_ms(now))
-        .fetch_one(self.pool())
+        .fetch_one(&mut *tx)
         .await
         .map_err(query_error("store credentials"))?;
+        let action = if before.is_some() {
+            AuditAction::Update
+        } else {
+            AuditAction::Create
+        };
+        emit(
+            &mut tx,
+            &AuditEvent::new(
+                &tenant,
+                &credentials_agent(),
+                action,
+                "credentials",
+                Some(installation),
+                now,
+            )
+            .with_diff(
+                serde_json::json!({"before": before, "after": grant_summary(grant, version)}),
+            ),
+        )
+        .await?;
+        tx.commit()
+            .await
+            .map_err(query_error("commit credentials"))?;
         tracing::debug!(
             installation,
             kind = grant.kind(),
@@ -362,9 +447,28 @@ impl Store {
         .await
         .map_err(query_error("replace credentials"))?;
         let outcome = match swapped {
-            Some(version) => Swap::Swapped {
-                version: GrantVersion(version),
-            },
+            Some(version) => {
+                let tenant = installation_tenant(&mut tx, installation).await?;
+                emit(
+                    &mut tx,
+                    &AuditEvent::new(
+                        &tenant,
+                        &refresh_agent(),
+                        AuditAction::Update,
+                        "credentials",
+                        Some(installation),
+                        now,
+                    )
+                    .with_diff(serde_json::json!({
+                        "before": {"version": expected.0},
+                        "after": grant_summary(grant, version),
+                    })),
+                )
+                .await?;
+                Swap::Swapped {
+                    version: GrantVersion(version),
+                }
+            }
             None => {
                 let current: Option<i64> = sqlx::query_scalar(
                     "SELECT version FROM credentials WHERE installation_id = $1",
@@ -390,13 +494,37 @@ impl Store {
         Ok(outcome)
     }
 
-    /// Deletes the installation's credentials; returns whether there were any.
+    /// Deletes the installation's credentials; returns whether there were any (a deletion is
+    /// audited; deleting nothing writes nothing).
     pub async fn delete_credentials(&self, installation: &str) -> Result<bool, StoreError> {
-        let done = sqlx::query("DELETE FROM credentials WHERE installation_id = $1")
-            .bind(installation)
-            .execute(self.pool())
+        let mut tx = self.begin_write().await?;
+        let deleted: Option<String> =
+            sqlx::query_scalar("DELETE FROM credentials WHERE installation_id = $1 RETURNING kind")
+                .bind(installation)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(query_error("delete credentials"))?;
+        let Some(kind) = deleted else {
+            tx.rollback().await.map_err(query_error("rollback"))?;
+            return Ok(false);
+        };
+        let tenant = installation_tenant(&mut tx, installation).await?;
+        emit(
+            &mut tx,
+            &AuditEvent::new(
+                &tenant,
+                &credentials_agent(),
+                AuditAction::Delete,
+                "credentials",
+                Some(installation),
+                jiff::Timestamp::now(),
+            )
+            .with_diff(serde_json::json!({"before": {"kind": kind}, "after": null})),
+        )
+        .await?;
+        tx.commit()
             .await
-            .map_err(query_error("delete credentials"))?;
-        Ok(done.rows_affected() > 0)
+            .map_err(query_error("commit credentials deletion"))?;
+        Ok(true)
     }
 }

@@ -23,7 +23,7 @@ use std::sync::Once;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Executor};
 
-pub use audit::{Actor, AuditAction, AuditEvent, OutboxRow, SERVICE};
+pub use audit::{Actor, AuditAction, AuditEvent, OutboxRow, PendingEvent, SERVICE};
 pub use credentials::{CredentialsError, GrantVersion, OAuth2Grant, StoredGrant, Swap};
 pub use governance::{
     Approval, Consent, ConsentDiff, InstallOutcome, InstallRequest, WebhookSecretSource,

@@ -5,6 +5,7 @@ use jiff::Timestamp;
 use serde::Serialize;
 use sqlx::Row;
 
+use super::audit::{Actor, AuditAction, AuditEvent, emit};
 use super::{Store, StoreError, from_ms, query_error, to_ms};
 
 /// The state of a sync run.
@@ -258,7 +259,7 @@ impl Store {
                     message: e.to_string(),
                 })?;
         let mut tx = self.begin_write().await?;
-        sqlx::query(
+        let finished = sqlx::query(
             "UPDATE sync_runs SET status = $1, finished_at = $2, records_created = $3, \
              records_updated = $4, records_unchanged = $5, records_deleted = $6, pages = $7, \
              requests = $8, retries = $9, responses_429 = $10, slept_ms = $11, cursor = $12, \
@@ -281,6 +282,10 @@ impl Store {
         .execute(&mut *tx)
         .await
         .map_err(query_error("finish run"))?;
+        if finished.rows_affected() == 1 {
+            let event = sync_event(&mut tx, run_id, status, totals, error, now).await?;
+            emit(&mut tx, &event).await?;
+        }
         sqlx::query("DELETE FROM sync_locks WHERE installation_id = $1 AND run_id = $2")
             .bind(installation_id)
             .bind(run_id)
@@ -330,4 +335,49 @@ impl Store {
             error: row.try_get("error").map_err(read)?,
         }))
     }
+}
+
+/// The `audit.sync_run.sync` event of a run that just finished: its installation and
+/// connector, status, counts and error (errors never quote a secret: the SDK's errors are
+/// redacted at the source).
+async fn sync_event(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    run_id: &str,
+    status: RunStatus,
+    totals: &RunTotals,
+    error: Option<&str>,
+    now: Timestamp,
+) -> Result<AuditEvent, StoreError> {
+    let row = sqlx::query(
+        "SELECT r.tenant_id, r.installation_id, r.full_refresh, i.connector_id \
+         FROM sync_runs r JOIN installations i ON i.id = r.installation_id WHERE r.id = $1",
+    )
+    .bind(run_id)
+    .fetch_one(&mut **tx)
+    .await
+    .map_err(query_error("read run for its audit event"))?;
+    let read = |e: sqlx::Error| StoreError::Corrupt {
+        what: "sync run",
+        message: e.to_string(),
+    };
+    let tenant: String = row.try_get("tenant_id").map_err(read)?;
+    let installation: String = row.try_get("installation_id").map_err(read)?;
+    let connector: String = row.try_get("connector_id").map_err(read)?;
+    let full_refresh: i64 = row.try_get("full_refresh").map_err(read)?;
+    Ok(AuditEvent::new(
+        &tenant,
+        &Actor::Agent(format!("connector:{connector}")),
+        AuditAction::Sync,
+        "sync_run",
+        Some(run_id),
+        now,
+    )
+    .with_diff(serde_json::json!({
+        "installation_id": installation,
+        "connector": connector,
+        "full_refresh": full_refresh != 0,
+        "status": status.as_str(),
+        "totals": totals,
+        "error": error,
+    })))
 }

@@ -1,5 +1,6 @@
 //! Integration tests of the runtime: real SQLite files, real HTTP fakes on loopback.
 
+mod audit;
 mod crash;
 mod governance;
 mod marketplace;
