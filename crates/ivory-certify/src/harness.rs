@@ -15,15 +15,21 @@
 //!   records;
 //! - **webhooks**: a valid delivery is accepted; tampered, stale, wrong-secret and replayed
 //!   ones are refused (through the connector's own `verify_webhook`);
-//! - **conflict policy**: for bidirectional connectors (not yet exercised by this harness: it
-//!   fails, honestly, until it is);
+//! - **conflict policy outcome**: for connectors that write upstream (bidirectional or
+//!   outbound), three synced records are edited on both sides after the clean run — the
+//!   upstream's edit later, the platform's edit later, both in the same millisecond — and a
+//!   sync must leave, on **both** sides, the value of the side that the declared
+//!   `conflictPolicy` makes win ([`ivory_sdk::conflict::resolve`], with its tie rule);
 //! - **canary secrets**: neither canary appears anywhere.
 //!
-//! A connector is certified through a [`Target`]: its manifest, its implementation, and a way
-//! to start its mocked upstream holding a given number of records and accepting a given
-//! credential. Built-in connectors provide one in the CLI; external crates will provide one
-//! from a harness entry point (ARCHITECTURE.md).
+//! A connector is certified through a [`Target`]: its manifest, its implementation, its
+//! installation settings, and a way to start its mocked upstream holding a given number of
+//! records and accepting a given credential ([`CredentialGate`] puts a canary in front of a
+//! fake that knows only its own fixed token). Built-in connectors provide one in the CLI; a
+//! connector crate outside the workspace provides one from its harness entry point,
+//! [`crate::external`] (ARCHITECTURE.md, "Certification of external crates").
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -33,8 +39,10 @@ use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use futures::TryStreamExt;
-use ivory_runtime::store::Tombstones;
+use ivory_runtime::objects::FieldInput;
+use ivory_runtime::store::{Actor, Tombstones};
 use ivory_runtime::{Runner, Store, SyncOptions};
+use ivory_sdk::conflict::{Outcome, Rule, resolve};
 use ivory_sdk::connector::BoxFuture;
 use ivory_sdk::fetch::RetryPolicy;
 use ivory_sdk::manifest::{Direction, Manifest};
@@ -50,6 +58,21 @@ use crate::check::Check;
 pub trait MockUpstream: Send + Sync {
     /// Where it listens.
     fn base_url(&self) -> Url;
+
+    /// Edits record `id` on the upstream's side, as one of its users would: sets `field` to
+    /// `value` with the upstream's last-modified time `at`. The conflict check of connectors
+    /// that write upstream needs it; the default refuses.
+    fn edit(&self, id: &str, field: &str, value: &str, at: Timestamp) -> Result<(), String> {
+        let _ = (id, field, value, at);
+        Err("this mocked upstream cannot edit records".into())
+    }
+
+    /// The upstream's current value of `field` of record `id` (as text), for the conflict
+    /// check; the default knows none.
+    fn value(&self, id: &str, field: &str) -> Option<String> {
+        let _ = (id, field);
+        None
+    }
 }
 
 /// What a connector supplies to be certified dynamically.
@@ -72,6 +95,16 @@ pub trait Target: Send + Sync {
     fn dataset_size(&self) -> usize;
     /// A webhook body for the manifest's scheme (an event the connector handles).
     fn webhook_body(&self) -> Option<Vec<u8>>;
+    /// The installation settings of the certification tenant (e.g. the base an Airtable
+    /// connector reads); none by default.
+    fn settings(&self) -> BTreeMap<String, String> {
+        BTreeMap::new()
+    }
+    /// For connectors that write upstream: a text field of [`Target::record_kind`] that the
+    /// conflict check edits on both sides (`None`: the check fails, saying so).
+    fn conflict_field(&self) -> Option<&str> {
+        None
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -181,11 +214,31 @@ async fn forward(
         )
             .into_response();
     }
-    let mut target = shared.upstream.clone();
+    relay(
+        &shared.client,
+        &shared.upstream,
+        method,
+        &uri,
+        &headers,
+        body,
+    )
+    .await
+}
+
+/// Forwards one request to `upstream` and its answer back (hop-by-hop headers aside).
+async fn relay(
+    client: &reqwest::Client,
+    upstream: &Url,
+    method: Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: Bytes,
+) -> Response {
+    let mut target = upstream.clone();
     target.set_path(uri.path());
     target.set_query(uri.query());
-    let mut request = shared.client.request(method, target.as_str()).body(body);
-    for (name, value) in &headers {
+    let mut request = client.request(method, target.as_str()).body(body);
+    for (name, value) in headers {
         if name != "host" {
             request = request.header(name, value);
         }
@@ -209,6 +262,126 @@ async fn forward(
         )
             .into_response(),
     }
+}
+
+/// A relay in front of a fake upstream that accepts only its own fixed test credential: a
+/// request must present the certification's (canary) credential in a header, which the gate
+/// swaps for the fake's before forwarding; any other request is answered `401` without
+/// reaching the fake. So a [`Target`] can certify a connector with canary credentials against
+/// a fake it does not control, and the fake still proves the credential was sent.
+pub struct CredentialGate {
+    addr: SocketAddr,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl std::fmt::Debug for CredentialGate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CredentialGate")
+            .field("addr", &self.addr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for CredentialGate {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+#[derive(Clone)]
+struct GateShared {
+    upstream: Url,
+    client: reqwest::Client,
+    expected: Secret,
+    replacement: Secret,
+}
+
+impl CredentialGate {
+    /// Starts a gate on loopback that forwards to `upstream` the requests presenting
+    /// `expected`, with `expected` replaced by `replacement` (the fake's own credential).
+    pub async fn start(
+        upstream: Url,
+        expected: &Secret,
+        replacement: &str,
+    ) -> Result<Self, String> {
+        ivory_sdk::fetch::install_tls_provider();
+        if expected.expose().is_empty() {
+            return Err("the credential gate needs a non-empty credential".into());
+        }
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| format!("gate client: {e}"))?;
+        let shared = GateShared {
+            upstream,
+            client,
+            expected: expected.clone(),
+            replacement: Secret::new(replacement.to_owned()),
+        };
+        let app = axum::Router::new().fallback(gate).with_state(shared);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .map_err(|e| e.to_string())?;
+        let addr = listener.local_addr().map_err(|e| e.to_string())?;
+        let server = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Ok(Self { addr, server })
+    }
+
+    /// Where the gate listens (the base URL to give the connector).
+    pub fn url(&self) -> Url {
+        #[allow(clippy::unwrap_used)] // A socket address always forms a URL.
+        Url::parse(&format!("http://{}", self.addr)).unwrap()
+    }
+}
+
+async fn gate(
+    State(shared): State<GateShared>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let expected = shared.expected.expose();
+    let mut presented = false;
+    let mut forwarded = HeaderMap::with_capacity(headers.len());
+    for (name, value) in &headers {
+        let swapped = value
+            .to_str()
+            .ok()
+            .filter(|text| text.contains(expected))
+            .and_then(|text| {
+                http::HeaderValue::from_str(&text.replace(expected, shared.replacement.expose()))
+                    .ok()
+            });
+        match swapped {
+            Some(value) => {
+                presented = true;
+                forwarded.append(name.clone(), value);
+            }
+            None => {
+                forwarded.append(name.clone(), value.clone());
+            }
+        }
+    }
+    if !presented {
+        return (
+            StatusCode::UNAUTHORIZED,
+            [("content-type", "application/json")],
+            r#"{"error":"unauthorized","message":"the certification credential was not presented"}"#,
+        )
+            .into_response();
+    }
+    relay(
+        &shared.client,
+        &shared.upstream,
+        method,
+        &uri,
+        &forwarded,
+        body,
+    )
+    .await
 }
 
 /// Captured tracing output (for the canary check).
@@ -248,7 +421,7 @@ async fn world(target: &dyn Target, now: Timestamp) -> Result<World, String> {
         .ok_or_else(|| format!("the temp dir {} is not UTF-8", dir.path().display()))?;
     let store = Store::open(path).await.map_err(|e| e.to_string())?;
     store
-        .ensure_installation("certification", target.manifest(), &Default::default(), now)
+        .ensure_installation("certification", target.manifest(), &target.settings(), now)
         .await
         .map_err(|e| e.to_string())?;
     Ok(World { _dir: dir, store })
@@ -312,7 +485,6 @@ pub async fn dynamic_checks(target: &dyn Target) -> Vec<Check> {
             }
         }
         checks.extend(webhook_checks(target, &webhook_secret));
-        checks.push(conflict_check(target.manifest()));
     }
     let mut everything =
         String::from_utf8_lossy(&logs.0.lock().unwrap_or_else(|p| p.into_inner())).into_owned();
@@ -430,6 +602,19 @@ async fn sync_checks(
         &log,
         manifest.connection.sync.rate_limit_per_minute,
     ));
+    // On the clean world, after its snapshot: records edited on both sides.
+    let conflict = conflict_check(
+        target,
+        &ConflictWorld {
+            store: &clean.store,
+            upstream: upstream.as_ref(),
+            base: proxy.url(),
+            credentials: &credentials,
+            stored: &stored,
+            now,
+        },
+    )
+    .await;
 
     // The crash: the middle request is never answered; the "process" dies there.
     let requests = log.len();
@@ -471,6 +656,7 @@ async fn sync_checks(
     } else {
         Check::fail("crash and re-run", format!("killed at request {crash_at}; after the re-run {} records differ from the clean run's {}", after.len(), stored.len()))
     });
+    checks.push(conflict);
     Ok(checks)
 }
 
@@ -498,13 +684,19 @@ fn rate_check(log: &[Arrival], declared: u32) -> Check {
     }
     // A small tolerance for timer jitter on a loaded machine.
     let allowed = f64::from(declared) * 1.02;
+    let measured = if peak.is_finite() {
+        format!("{peak:.0}")
+    } else {
+        "unbounded".into()
+    };
+    let bound = if peak > f64::from(declared) && peak <= allowed {
+        // Within the jitter tolerance: say so rather than print "608 ≤ 600".
+        format!("{allowed:.0} allowed ({declared} declared + 2% for timer jitter)")
+    } else {
+        format!("{declared} declared")
+    };
     let evidence = format!(
-        "{} max ≤ {declared} declared (peak over {span} consecutive intervals; pacing interval {:.0} ms)",
-        if peak.is_finite() {
-            format!("{peak:.0}")
-        } else {
-            "unbounded".into()
-        },
+        "{measured} max ≤ {bound} (peak over {span} consecutive intervals; pacing interval {:.0} ms)",
         interval.as_secs_f64() * 1000.0
     );
     if peak <= allowed {
@@ -623,18 +815,170 @@ fn base64_of(text: &str) -> String {
     base64::engine::general_purpose::STANDARD.encode(text.as_bytes())
 }
 
-fn conflict_check(manifest: &Manifest) -> Check {
-    let name = "conflict policy outcome";
-    match manifest.connection.sync.direction {
-        Direction::Inbound => Check::pass(
-            name,
+/// What the conflict check works on: the clean run's world.
+struct ConflictWorld<'a> {
+    store: &'a Store,
+    upstream: &'a dyn MockUpstream,
+    base: Url,
+    credentials: &'a Credentials,
+    stored: &'a [(String, serde_json::Value)],
+    now: Timestamp,
+}
+
+/// One record edited on both sides.
+struct Case {
+    label: &'static str,
+    id: String,
+    upstream_at: Timestamp,
+    platform_at: Timestamp,
+    upstream_value: String,
+    platform_value: String,
+}
+
+const CONFLICT: &str = "conflict policy outcome";
+
+/// The declared policy's outcome on records edited on both sides (see the module doc).
+async fn conflict_check(target: &dyn Target, world: &ConflictWorld<'_>) -> Check {
+    let manifest = target.manifest();
+    if manifest.connection.sync.direction == Direction::Inbound {
+        return Check::pass(
+            CONFLICT,
             "inbound connector: the upstream always wins (source_wins); nothing to decide",
-        ),
-        Direction::Outbound | Direction::Bidirectional => Check::fail(
-            name,
-            "a record edited on both sides is not exercised by this harness yet: certification of outbound and bidirectional connectors is incomplete",
-        ),
+        );
     }
+    match conflict_outcomes(target, world).await {
+        Ok(check) => check,
+        Err(error) => Check::fail(CONFLICT, error),
+    }
+}
+
+fn value_text(value: Option<&serde_json::Value>) -> String {
+    match value {
+        Some(serde_json::Value::String(text)) => text.clone(),
+        Some(serde_json::Value::Null) | None => "(none)".into(),
+        Some(other) => other.to_string(),
+    }
+}
+
+async fn conflict_outcomes(
+    target: &dyn Target,
+    world: &ConflictWorld<'_>,
+) -> Result<Check, String> {
+    let manifest = target.manifest();
+    let policy = manifest.connection.sync.conflict_policy;
+    let kind = target.record_kind();
+    let field = target.conflict_field().ok_or(
+        "the target names no field to edit on both sides: the outcome cannot be exercised",
+    )?;
+    if world.stored.len() < 3 {
+        return Err(format!(
+            "the clean run stored {} records; three are needed",
+            world.stored.len()
+        ));
+    }
+    let at = |ms: i64| {
+        world
+            .now
+            .checked_add(jiff::SignedDuration::from_millis(600_000 + ms))
+            .map_err(|e| e.to_string())
+    };
+    // (label, upstream edit ms, platform edit ms), after the clean run.
+    let plan = [
+        ("upstream edited later", 200, 100),
+        ("platform edited later", 300, 400),
+        ("same millisecond", 500, 500),
+    ];
+    let mut cases = Vec::with_capacity(plan.len());
+    for ((label, upstream_ms, platform_ms), (id, _)) in plan.into_iter().zip(world.stored) {
+        let n = cases.len() + 1;
+        cases.push(Case {
+            label,
+            id: id.clone(),
+            upstream_at: at(upstream_ms)?,
+            platform_at: at(platform_ms)?,
+            upstream_value: format!("ivory-certification upstream edit {n}"),
+            platform_value: format!("ivory-certification platform edit {n}"),
+        });
+    }
+    for case in &cases {
+        world
+            .upstream
+            .edit(&case.id, field, &case.upstream_value, case.upstream_at)
+            .map_err(|e| format!("editing record {} upstream: {e}", case.id))?;
+        world
+            .store
+            .update_record_fields(
+                "certification",
+                kind,
+                &case.id,
+                &[(
+                    field.to_owned(),
+                    FieldInput::Text(case.platform_value.clone()),
+                )],
+                &Actor::User("certification".into()),
+                case.platform_at,
+            )
+            .await
+            .map_err(|e| format!("editing record {} on the platform: {e}", case.id))?;
+    }
+    let sync_at = at(60_000)?;
+    Runner::new(world.store.clone(), Clock::starting_at(sync_at))
+        .sync(
+            "certification",
+            manifest,
+            target.connector().as_ref(),
+            world.credentials.clone(),
+            options(world.base.clone()),
+        )
+        .await
+        .map_err(|e| format!("the sync after edits on both sides failed: {e}"))?;
+    let platform: BTreeMap<String, serde_json::Value> =
+        snapshot(world.store, kind).await?.into_iter().collect();
+    let mut lines = Vec::new();
+    let mut ok = true;
+    for case in &cases {
+        let resolution = resolve(policy, case.upstream_at, case.platform_at);
+        let (winner, expected) = match resolution.outcome {
+            Outcome::SourceWins => ("upstream", &case.upstream_value),
+            Outcome::PlatformWins => ("platform", &case.platform_value),
+        };
+        let ours = value_text(platform.get(&case.id).and_then(|data| data.get(field)));
+        let theirs = world
+            .upstream
+            .value(&case.id, field)
+            .unwrap_or_else(|| "(none)".into());
+        let rule = if resolution.rule == Rule::Tie {
+            " (tie rule)"
+        } else {
+            ""
+        };
+        if &ours == expected && &theirs == expected {
+            lines.push(format!("{}: {winner} kept on both sides{rule}", case.label));
+        } else {
+            ok = false;
+            let side = |value: &str| {
+                if value == case.upstream_value {
+                    "the upstream's edit".to_owned()
+                } else if value == case.platform_value {
+                    "the platform's edit".to_owned()
+                } else {
+                    format!("{value:?}")
+                }
+            };
+            lines.push(format!(
+                "{}: WRONG — {winner} should win{rule}; the platform has {}, the upstream has {}",
+                case.label,
+                side(&ours),
+                side(&theirs)
+            ));
+        }
+    }
+    let evidence = format!("{}: {}", policy.as_str(), lines.join("; "));
+    Ok(if ok {
+        Check::pass(CONFLICT, evidence)
+    } else {
+        Check::fail(CONFLICT, evidence)
+    })
 }
 
 #[cfg(test)]

@@ -41,6 +41,7 @@
 
 pub mod check;
 mod error;
+pub mod external;
 pub mod harness;
 pub mod secrets;
 pub mod statics;

@@ -34,6 +34,9 @@ pub(crate) enum Command {
     /// Certify a connector: static checks, then its sync and webhooks under a fault-injecting
     /// harness; exit 0 only when every check passes (with `TOKEN`, the report is submitted).
     Certify(CertifyArgs),
+    /// Create a new connector crate (manifest, connector, mocked upstream, tests, README,
+    /// certification harness) that builds, passes its tests and passes `ivory certify`.
+    Scaffold(crate::cmd::scaffold::ScaffoldArgs),
     /// Publish a certified connector to the marketplace (`TOKEN`: your publisher token).
     Publish(PublishArgs),
     /// Marketplace publishers (platform operators).
@@ -53,16 +56,84 @@ pub(crate) enum Command {
     /// Workflow runs.
     #[command(subcommand)]
     Workflows(WorkflowsCommand),
+    /// The platform running: webhook ingress, the OAuth callback, health, metrics, and every
+    /// installation's sync on its schedule; SIGTERM stops it gracefully.
+    Serve(ServeArgs),
     /// The main job with zero setup: a local fake upstream, a tenant, a full and an
     /// incremental sync, and a report.
     Demo(DemoArgs),
+    /// The transactional outbox of audit events.
+    #[command(subcommand)]
+    Outbox(OutboxCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum OutboxCommand {
+    /// Publish pending audit events to the ledger on NATS JetStream (subject = event type,
+    /// message id = event id), marking each sent once the stream acknowledged it.
+    Relay(RelayArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct RelayArgs {
+    /// The NATS server, e.g. `nats://127.0.0.1:4222`.
+    #[arg(long, env = "IVORY_NATS_URL")]
+    pub(crate) nats: String,
+    /// Events read, published and marked per batch.
+    #[arg(long, default_value_t = 100)]
+    pub(crate) batch: u32,
+    /// Drain what is pending and exit (otherwise keep polling until SIGTERM or ctrl-c).
+    #[arg(long)]
+    pub(crate) once: bool,
+    /// The JetStream stream (created when missing, subjects `<prefix>audit.>`).
+    #[arg(long, default_value = ivory_runtime::outbox::DEFAULT_STREAM)]
+    pub(crate) stream: String,
+    /// Put before every subject: empty, or tokens ending in `.` (`staging.`).
+    #[arg(long, default_value = "")]
+    pub(crate) subject_prefix: String,
+    /// How often to look for new events when not `--once` (milliseconds).
+    #[arg(long, default_value_t = 1000)]
+    pub(crate) poll_ms: u64,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ServeArgs {
+    /// The address to listen on.
+    #[arg(long, env = "IVORY_BIND", default_value = "127.0.0.1:8787")]
+    pub(crate) bind: String,
+    /// The URL upstreams call this server at (scheme and host; HubSpot v3 signs it). Default:
+    /// `http://` + the request's Host header.
+    #[arg(long, env = "IVORY_PUBLIC_URL")]
+    pub(crate) public_url: Option<String>,
+    /// Route a connector's API calls to another base URL (`stripe=http://127.0.0.1:12111`):
+    /// a local fake or a proxy. Repeatable.
+    #[arg(long = "upstream", value_name = "CONNECTOR=URL")]
+    pub(crate) upstreams: Vec<String>,
+    /// The largest webhook body accepted, in bytes.
+    #[arg(long, default_value_t = 1024 * 1024)]
+    pub(crate) body_limit: usize,
+    /// At most this many syncs at once.
+    #[arg(long, default_value_t = 8)]
+    pub(crate) max_concurrent_syncs: usize,
+    /// Serve HTTP only: run no scheduled syncs.
+    #[arg(long)]
+    pub(crate) no_scheduler: bool,
+    /// Seconds a shutdown waits for syncs to reach their page boundary.
+    #[arg(long, default_value_t = 30)]
+    pub(crate) shutdown_grace: u64,
 }
 
 #[derive(Debug, Args)]
 pub(crate) struct DemoArgs {
-    /// Items the fake upstream serves.
-    #[arg(long, default_value_t = 5000)]
-    pub(crate) items: u64,
+    /// Invoices the fake Stripe serves.
+    #[arg(long, default_value_t = 1500)]
+    pub(crate) invoices: u64,
+    /// Contacts the fake HubSpot serves.
+    #[arg(long, default_value_t = 600)]
+    pub(crate) contacts: usize,
+    /// Orders in the fake Airtable base.
+    #[arg(long, default_value_t = 300)]
+    pub(crate) orders: usize,
 }
 
 #[derive(Debug, Subcommand)]

@@ -1,5 +1,7 @@
 //! `ivory certify` end to end: the Stripe reference connector passes every check, its report
-//! is submitted with a publisher token and lets `ivory publish` list it; a connector tree with a
+//! is submitted with a publisher token and lets `ivory publish` list it; the HubSpot and
+//! Airtable reference connectors pass too (HubSpot's conflict policy exercised on records
+//! edited on both sides, Airtable installed with its base); a connector tree with a
 //! live-looking key fails the secret scan; a connector without a harness target fails its
 //! dynamic checks, saying why.
 
@@ -19,7 +21,63 @@ fn ivory(db: &Path, args: &[&str], token: Option<&str>) -> Output {
 }
 
 fn stripe_manifest() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../connectors/stripe/manifest.json")
+    reference_manifest("stripe")
+}
+
+fn reference_manifest(connector: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join(format!("../../connectors/{connector}/manifest.json"))
+}
+
+/// Certifies a reference connector with `--json`: every check passes; returns the checks.
+fn certified(connector: &str) -> Vec<Value> {
+    let dir = tempfile::tempdir().expect("dir");
+    let manifest = reference_manifest(connector);
+    let output = ivory(
+        &dir.path().join("ivory.db"),
+        &["certify", manifest.to_str().expect("utf-8"), "--json"],
+        None,
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let json: Value = serde_json::from_str(&stdout).expect("report JSON");
+    assert_eq!(json["connector_id"], connector);
+    json["checks"].as_array().expect("checks").clone()
+}
+
+fn evidence<'a>(checks: &'a [Value], name: &str) -> &'a str {
+    checks
+        .iter()
+        .find(|c| c["name"] == name)
+        .and_then(|c| c["evidence"].as_str())
+        .unwrap_or_else(|| panic!("no check {name}: {checks:?}"))
+}
+
+#[test]
+fn the_hubspot_connector_is_certified_with_its_conflict_policy_exercised() {
+    let checks = certified("hubspot");
+    let conflicts = evidence(&checks, "conflict policy outcome");
+    for expected in [
+        "newest_wins",
+        "upstream edited later: upstream kept on both sides",
+        "platform edited later: platform kept on both sides",
+        "same millisecond: upstream kept on both sides (tie rule)",
+    ] {
+        assert!(conflicts.contains(expected), "{conflicts}");
+    }
+    assert!(evidence(&checks, "pages all read").contains("4500 records stored"));
+}
+
+#[test]
+fn the_airtable_connector_is_certified_on_its_base() {
+    let checks = certified("airtable");
+    assert!(evidence(&checks, "pages all read").contains("2200 records stored = 2200 upstream"));
+    assert!(evidence(&checks, "conflict policy outcome").contains("inbound"));
 }
 
 #[test]

@@ -1,4 +1,4 @@
-//! `ivory sync`, `ivory records export` and `ivory demo` end to end: the real binary, a real
+//! `ivory sync` and `ivory records export` end to end: the real binary, a real
 //! SQLite file, the fake items API on loopback.
 
 use std::process::Output;
@@ -265,47 +265,4 @@ async fn an_unusable_store_path_is_a_clear_error() {
         "{}",
         stderr(&output)
     );
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_demo_runs_and_a_second_run_is_idempotent() {
-    let dir = tempfile::tempdir().expect("dir");
-    let db = dir.path().join("demo.db");
-    let first = ivory(&db, &["demo", "--items", "600"]).await;
-    assert!(first.status.success(), "{}", stderr(&first));
-    let text = stdout(&first);
-    assert!(text.contains("example-items"), "{text}");
-    assert!(
-        text.contains("workflow payment-failed-follow-up Succeeded"),
-        "{text}"
-    );
-    assert!(text.contains("tampered copy: rejected"), "{text}");
-    assert!(text.contains("payment_failed true"), "{text}");
-    let export = ivory(
-        &db,
-        &["records", "export", "--tenant", "demo", "--kind", "item"],
-    )
-    .await;
-    assert_eq!(stdout(&export).lines().count(), 625);
-    let before = stdout(&export);
-
-    let second = ivory(&db, &["demo", "--items", "600"]).await;
-    assert!(second.status.success(), "{}", stderr(&second));
-    for line in stdout(&second)
-        .lines()
-        .filter(|l| l.starts_with("example-") || l.starts_with("stripe "))
-    {
-        let columns: Vec<&str> = line.split_whitespace().collect();
-        assert_eq!(
-            (columns[2], columns[3]),
-            ("0", "0"),
-            "nothing created or updated: {line}"
-        );
-    }
-    let again = ivory(
-        &db,
-        &["records", "export", "--tenant", "demo", "--kind", "item"],
-    )
-    .await;
-    assert_eq!(stdout(&again), before);
 }

@@ -5,10 +5,13 @@
 //! the ordering guarantees connectors rely on (records durably stored before the cursor moves,
 //! one run at a time per installation).
 
+pub mod connection;
 pub mod marketplace;
 pub mod oauth;
 pub mod objects;
+pub mod outbox;
 pub mod runner;
+pub mod schedule;
 pub mod store;
 pub mod vault;
 pub mod webhooks;

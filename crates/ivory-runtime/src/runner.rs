@@ -25,6 +25,7 @@ use ivory_sdk::{
 };
 use jiff::{SignedDuration, Timestamp};
 use serde::Serialize;
+use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 use url::Url;
 
@@ -55,6 +56,9 @@ pub struct SyncOptions {
     /// Wraps the store's sink: certification and tests inject faults between the connector
     /// and the store with it (a crash inside a commit, say). `None` in production.
     pub wrap_sink: Option<SinkWrapper>,
+    /// Cancelled to stop the run at the next page boundary (a graceful shutdown): the run ends
+    /// [`RunStatus::Interrupted`] with everything it committed kept. `None`: runs to the end.
+    pub stop: Option<CancellationToken>,
 }
 
 /// A function that wraps the run's [`RecordSink`] (fault injection).
@@ -83,6 +87,7 @@ impl Default for SyncOptions {
             jitter_seed: None,
             wrap_sink: None,
             token_source: None,
+            stop: None,
         }
     }
 }
@@ -166,6 +171,13 @@ pub enum RunError {
     /// The sync could not be set up (bad base URL, unusable credentials, …).
     #[error("cannot start the sync: {0}")]
     Setup(String),
+    /// The run was asked to stop ([`SyncOptions::stop`]) and stopped at a page boundary; what
+    /// it committed is kept and the next run resumes from the committed cursor.
+    #[error("sync of {} for tenant {} stopped at a page boundary (shutdown); the next run resumes from the committed cursor", summary.connector, summary.tenant)]
+    Interrupted {
+        /// The run as recorded.
+        summary: Box<SyncSummary>,
+    },
     /// The connector's sync failed; what it committed before the failure is kept.
     #[error("sync failed: {error}")]
     Failed {
@@ -305,6 +317,9 @@ impl Runner {
             .await?;
         match result {
             Ok(()) => Ok(summary),
+            Err(_) if summary.status == RunStatus::Interrupted => Err(RunError::Interrupted {
+                summary: Box::new(summary),
+            }),
             Err(error) => Err(RunError::Failed {
                 summary: Box::new(summary),
                 error,
@@ -431,6 +446,9 @@ impl Runner {
                 requests = fetched.requests,
                 "Sync finished."
             ),
+            Err(error) if error.is_stopped() => {
+                tracing::info!("Sync stopped at a page boundary (shutdown).");
+            }
             Err(error) => tracing::warn!(%error, "Sync failed."),
         }
         let summary = SyncSummary {
@@ -438,10 +456,10 @@ impl Runner {
             tenant: tenant.to_owned(),
             connector: manifest.id.clone(),
             installation: installation.id.clone(),
-            status: if result.is_ok() {
-                RunStatus::Succeeded
-            } else {
-                RunStatus::Failed
+            status: match &result {
+                Ok(()) => RunStatus::Succeeded,
+                Err(error) if error.is_stopped() => RunStatus::Interrupted,
+                Err(_) => RunStatus::Failed,
             },
             records_upserted: records.upserted(),
             totals,
@@ -484,6 +502,7 @@ impl Runner {
             fetch = fetch.with_bearer(secret.clone());
         }
         fetch.jitter_seed = options.jitter_seed;
+        fetch.stop.clone_from(&options.stop);
         Fetcher::new(fetch, self.clock.clone()).map_err(|e| RunError::Setup(e.to_string()))
     }
 

@@ -10,7 +10,8 @@
 //!    seen before inside its window: [`Ingested::Replayed`].
 //! 4. The delivery is stored durably (one row per upstream event id): a legitimate retry of an
 //!    event already stored (re-signed by the upstream) is [`Ingested::Duplicate`] — answered
-//!    2xx, processed no second time.
+//!    2xx, processed no second time — unless its processing failed, in which case the retry
+//!    processes it again (workflows still run at most once per delivery).
 //! 5. Only then is it processed: the connector's `on_webhook` (e.g. upsert the invoice the
 //!    event carries), then the workflows triggered by the event type, each at most once per
 //!    delivery.
@@ -152,9 +153,26 @@ impl Runner {
         .execute(store.pool())
         .await
         .map_err(query_error("store webhook delivery"))?;
-        if stored.rows_affected() == 0 {
-            return Ok(Ingested::Duplicate { event_id });
-        }
+        let delivery_id = if stored.rows_affected() == 1 {
+            delivery_id
+        } else {
+            // Stored before. Processed (or being processed): a legitimate retry, done nothing
+            // again. Failed: this retry claims it (one claimant wins) and processes it again;
+            // workflows run at most once per delivery whatever happens.
+            let claimed: Option<String> = sqlx::query_scalar(
+                "UPDATE webhook_deliveries SET status = 'received', error = NULL \
+                 WHERE installation_id = $1 AND event_id = $2 AND status = 'failed' RETURNING id",
+            )
+            .bind(&installation.id)
+            .bind(&event_id)
+            .fetch_optional(store.pool())
+            .await
+            .map_err(query_error("claim failed webhook delivery"))?;
+            match claimed {
+                Some(id) => id,
+                None => return Ok(Ingested::Duplicate { event_id }),
+            }
+        };
         tracing::info!(installation = %installation.id, event_id = %event_id, event_type = ?event_type, "Webhook delivery stored.");
 
         let result = self

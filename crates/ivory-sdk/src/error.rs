@@ -47,6 +47,15 @@ impl Error {
             _ => false,
         }
     }
+
+    /// True when the run stopped because it was asked to (a graceful shutdown), at a page
+    /// boundary: not a failure, the next run resumes from the committed cursor.
+    pub fn is_stopped(&self) -> bool {
+        match self {
+            Error::Fetch(e) | Error::Page(PageError::Fetch(e)) => e.is_stopped(),
+            _ => false,
+        }
+    }
 }
 
 /// A commit the store could not make.

@@ -58,6 +58,9 @@ struct Inner {
     exchanges: u32,
     counter: u64,
     omit_refresh_token_on_refresh: bool,
+    /// Tokens a code exchange issues instead of fresh random ones (the tokens another fake
+    /// API accepts: the demo authorizes at this server and calls the fake HubSpot).
+    exchange_issues: Option<(String, String)>,
 }
 
 #[derive(Debug)]
@@ -96,6 +99,7 @@ impl OAuthServer {
                 exchanges: 0,
                 counter: 0,
                 omit_refresh_token_on_refresh: false,
+                exchange_issues: None,
             }),
         });
         let app = Router::new()
@@ -124,6 +128,11 @@ impl OAuthServer {
     pub fn url(&self, path: &str) -> Url {
         #[allow(clippy::unwrap_used)] // A socket address and a rooted path always form a URL.
         Url::parse(&format!("http://{}{path}", self.addr)).unwrap()
+    }
+
+    /// Code exchanges issue these tokens from now on (tokens another fake API accepts).
+    pub fn issue_on_exchange(&self, access_token: &str, refresh_token: &str) {
+        self.lock().exchange_issues = Some((access_token.to_owned(), refresh_token.to_owned()));
     }
 
     /// The user denies consent from now on.
@@ -333,6 +342,19 @@ async fn token(
                 }
             }
             inner.exchanges += 1;
+            if let Some((access, refresh)) = inner.exchange_issues.clone() {
+                let ttl = inner.access_ttl;
+                inner.access.insert(access.clone(), Instant::now() + ttl);
+                inner.refresh.insert(refresh.clone(), access.clone());
+                return Json(json!({
+                    "access_token": access,
+                    "refresh_token": refresh,
+                    "token_type": "Bearer",
+                    "expires_in": ttl.as_secs(),
+                    "scope": code.scope,
+                }))
+                .into_response();
+            }
             let refresh = next(&mut inner, "refresh");
             Json(issue(&mut inner, &code.scope, Some(refresh))).into_response()
         }

@@ -6,8 +6,11 @@ pub(crate) mod connectors;
 pub(crate) mod demo;
 pub(crate) mod install;
 pub(crate) mod manifest;
+pub(crate) mod outbox;
 pub(crate) mod publish;
 pub(crate) mod records;
+pub(crate) mod scaffold;
+pub(crate) mod serve;
 pub(crate) mod sync;
 pub(crate) mod webhook;
 pub(crate) mod workflows;
@@ -23,6 +26,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Webhook(WebhookCommand::Verify(args)) => Ok(webhook::verify(&args)),
         Command::Certify(args) => certify::run(&cli.db, &args),
+        Command::Scaffold(args) => scaffold::run(&args),
         Command::Publish(args) => publish::publish(&cli.db, &args),
         Command::Publisher(cmd) => publish::publisher(&cli.db, cmd),
         Command::Install(args) => install::install(&cli.db, &args),
@@ -32,7 +36,9 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Sync(args) => sync::run(&cli.db, &args),
         Command::Records(cmd) => records::run(&cli.db, cmd),
         Command::Workflows(cmd) => workflows::run(&cli.db, cmd),
+        Command::Serve(args) => serve::run(&cli.db, &args),
         Command::Demo(args) => demo::run(&cli.db, &args),
+        Command::Outbox(cmd) => outbox::run(&cli.db, cmd),
     }
 }
 

@@ -9,12 +9,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressStyle};
-use ivory_runtime::oauth::{OAuthApp, OAuthEndpoints, OAuthTokenSource};
-use ivory_runtime::store::StoredGrant;
+use ivory_runtime::connection::{ConnectionError, SyncCredentials, load_sync_credentials};
+use ivory_runtime::oauth::OAuthApp;
 use ivory_runtime::{RunError, Runner, Store, StoreError, SyncOptions, SyncSummary};
-use ivory_sdk::fetch::{RetryPolicy, TokenSource};
+use ivory_sdk::fetch::RetryPolicy;
 use ivory_sdk::manifest::{AuthType, Manifest};
-use ivory_sdk::{Clock, Credentials, Progress, ProgressSnapshot};
+use ivory_sdk::{Clock, Progress, ProgressSnapshot};
 
 use super::connectors::{BUILTIN_IDS, builtin};
 use super::{runtime, usage_error, vault_for};
@@ -48,9 +48,9 @@ pub(crate) fn run(db: &str, args: &SyncArgs) -> anyhow::Result<ExitCode> {
         let clock = Clock::system();
         let credentials =
             match credentials_for(db, &store, &args.tenant, &builtin.manifest, &clock).await? {
-                Ok((credentials, source)) => {
-                    options.token_source = source;
-                    credentials
+                Ok(loaded) => {
+                    options.token_source = loaded.token_source;
+                    loaded.credentials
                 }
                 Err(message) => {
                     eprintln!("error: {message}");
@@ -102,57 +102,35 @@ pub(crate) fn run(db: &str, args: &SyncArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-type Loaded = (Credentials, Option<Arc<dyn TokenSource>>);
-
-/// The tenant's stored credentials for the connector (decrypted), and for OAuth a token source
-/// that refreshes them; `Err` with a message telling the user what to do when they are missing.
+/// The tenant's stored credentials for the connector; `Err` with a message telling the user
+/// what to do when they are missing or unusable.
 async fn credentials_for(
     db: &str,
     store: &Store,
     tenant: &str,
     manifest: &Manifest,
     clock: &Clock,
-) -> anyhow::Result<Result<Loaded, String>> {
+) -> anyhow::Result<Result<SyncCredentials, String>> {
     if manifest.connection.auth == AuthType::None {
-        return Ok(Ok((Credentials::None, None)));
+        return Ok(Ok(SyncCredentials::default()));
     }
-    let missing = || {
-        format!(
-            "tenant {tenant} has not connected {id}: run `ivory connect {id} --tenant {tenant}` first",
-            id = manifest.id
-        )
-    };
     let Some(installation) = store.installation(tenant, &manifest.id).await? else {
-        return Ok(Err(missing()));
+        return Ok(Err(ConnectionError::NotConnected {
+            tenant: tenant.to_owned(),
+            connector: manifest.id.clone(),
+        }
+        .to_string()));
     };
     let vault = Arc::new(vault_for(db)?);
-    let Some((grant, _)) = store.credentials(&installation.id, &vault).await? else {
-        return Ok(Err(missing()));
-    };
-    let credentials = grant.to_credentials();
-    let source: Option<Arc<dyn TokenSource>> =
-        match (&grant, OAuthEndpoints::from_manifest(manifest)) {
-            (StoredGrant::OAuth2(grant), Ok(endpoints)) => {
-                let app = match OAuthApp::from_env(|k| std::env::var(k).ok()) {
-                    Ok(app) => app,
-                    // A grant that can never be refreshed needs no OAuth app: its access
-                    // token is sent as it is, until the upstream refuses it.
-                    Err(_) if grant.refresh_token.is_none() => return Ok(Ok((credentials, None))),
-                    Err(error) => return Ok(Err(error.to_string())),
-                };
-                Some(Arc::new(OAuthTokenSource::new(
-                    store.clone(),
-                    vault,
-                    app,
-                    endpoints.token_url,
-                    &installation.id,
-                    clock.clone(),
-                    ivory_runtime::oauth::http::token_client()?,
-                )))
-            }
-            _ => None,
-        };
-    Ok(Ok((credentials, source)))
+    let app =
+        OAuthApp::for_connector(&manifest.id, |k| std::env::var(k).ok()).map_err(|e| e.to_string());
+    match load_sync_credentials(store, vault, manifest, &installation, app, None, clock).await {
+        Ok(loaded) => Ok(Ok(loaded)),
+        Err(error @ (ConnectionError::NotConnected { .. } | ConnectionError::OAuthApp(_))) => {
+            Ok(Err(error.to_string()))
+        }
+        Err(other) => Err(other.into()),
+    }
 }
 
 fn print_summary(summary: &SyncSummary, json: bool) -> anyhow::Result<()> {

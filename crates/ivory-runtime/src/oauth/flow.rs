@@ -180,6 +180,19 @@ pub async fn complete(
     http: &reqwest::Client,
     now: Timestamp,
 ) -> Result<Connected, OAuthError> {
+    complete_with(store, vault, |_| Ok(app.clone()), callback, http, now).await
+}
+
+/// [`complete`] for a server with one OAuth app per connector: `app_for` gets the connector
+/// id of the installation the `state` was issued for.
+pub async fn complete_with(
+    store: &Store,
+    vault: &Vault,
+    app_for: impl Fn(&str) -> Result<OAuthApp, OAuthError>,
+    callback: &CallbackParams,
+    http: &reqwest::Client,
+    now: Timestamp,
+) -> Result<Connected, OAuthError> {
     let state = callback.state.as_deref().ok_or(OAuthError::BadState)?;
     let pending = take_state(store, state)
         .await?
@@ -187,6 +200,11 @@ pub async fn complete(
     if pending.expires_at < now {
         return Err(OAuthError::BadState);
     }
+    let installation = store
+        .installation_by_id(&pending.installation)
+        .await?
+        .ok_or(OAuthError::BadState)?;
+    let app = &app_for(&installation.connector_id)?;
     if let Some(error) = &callback.error {
         return Err(OAuthError::Denied {
             error: error.clone(),

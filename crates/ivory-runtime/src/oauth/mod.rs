@@ -86,6 +86,32 @@ impl OAuthApp {
     }
 }
 
+impl OAuthApp {
+    /// The app for one connector: `IVORY_OAUTH_<ID>_CLIENT_ID` (the id upper-cased, `-` as
+    /// `_`; likewise `_CLIENT_SECRET`, `_CLIENT_AUTH`) when set — a server syncing HubSpot and
+    /// Airtable needs one app at each provider — otherwise the global variables of
+    /// [`from_env`](Self::from_env). The redirect URI is always the global `IVORY_OAUTH_CALLBACK`.
+    pub fn for_connector(
+        connector_id: &str,
+        lookup: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, OAuthError> {
+        let prefix = format!(
+            "IVORY_OAUTH_{}_",
+            connector_id.to_ascii_uppercase().replace('-', "_")
+        );
+        let own = lookup(&format!("{prefix}CLIENT_ID")).is_some_and(|v| !v.trim().is_empty());
+        if !own {
+            return Self::from_env(lookup);
+        }
+        Self::from_env(|key| match key.strip_prefix("IVORY_OAUTH_") {
+            Some(rest @ ("CLIENT_ID" | "CLIENT_SECRET" | "CLIENT_AUTH")) => {
+                lookup(&format!("{prefix}{rest}"))
+            }
+            _ => lookup(key),
+        })
+    }
+}
+
 /// A connector's OAuth endpoints and scopes (from its manifest, optionally overridden).
 #[derive(Debug, Clone)]
 pub struct OAuthEndpoints {

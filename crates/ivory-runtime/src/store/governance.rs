@@ -169,6 +169,9 @@ pub fn validate_settings(
 ) -> Result<BTreeMap<String, String>, Vec<String>> {
     let mut errors = Vec::new();
     for key in given.keys() {
+        if crate::schedule::PLATFORM_SETTINGS.contains(&key.as_str()) {
+            continue;
+        }
         if !manifest.settings.iter().any(|s| &s.key == key) {
             let known: Vec<&str> = manifest.settings.iter().map(|s| s.key.as_str()).collect();
             errors.push(format!(
@@ -201,6 +204,20 @@ pub fn validate_settings(
                 ));
             }
             (None, None) => {}
+        }
+    }
+    if let Some(schedule) = given.get(crate::schedule::SCHEDULE_SETTING) {
+        match crate::schedule::parse_schedule(schedule) {
+            Ok(_) => {
+                settings.insert(
+                    crate::schedule::SCHEDULE_SETTING.to_owned(),
+                    schedule.trim().to_owned(),
+                );
+            }
+            Err(error) => errors.push(format!(
+                "setting {:?}: {error}",
+                crate::schedule::SCHEDULE_SETTING
+            )),
         }
     }
     if errors.is_empty() {

@@ -49,6 +49,30 @@ pub(crate) fn validate_tenant(tenant: &str) -> Result<(), StoreError> {
     }
 }
 
+const INSTALLATION_COLUMNS: &str =
+    "id, tenant_id, connector_id, connector_version, settings, status, status_reason, created_at";
+
+fn installation_from_row(row: &sqlx::any::AnyRow) -> Result<Installation, StoreError> {
+    let read = |e: sqlx::Error| StoreError::Corrupt {
+        what: "installation",
+        message: e.to_string(),
+    };
+    let settings: String = row.try_get("settings").map_err(read)?;
+    Ok(Installation {
+        id: row.try_get("id").map_err(read)?,
+        tenant_id: row.try_get("tenant_id").map_err(read)?,
+        connector_id: row.try_get("connector_id").map_err(read)?,
+        connector_version: row.try_get("connector_version").map_err(read)?,
+        settings: serde_json::from_str(&settings).map_err(|e| StoreError::Corrupt {
+            what: "installation settings",
+            message: e.to_string(),
+        })?,
+        status: row.try_get("status").map_err(read)?,
+        status_reason: row.try_get("status_reason").map_err(read)?,
+        created_at: from_ms(row.try_get("created_at").map_err(read)?)?,
+    })
+}
+
 impl Store {
     /// Creates the tenant if it does not exist.
     pub async fn ensure_tenant(&self, tenant: &str, now: Timestamp) -> Result<(), StoreError> {
@@ -131,36 +155,44 @@ impl Store {
         tenant: &str,
         connector_id: &str,
     ) -> Result<Option<Installation>, StoreError> {
-        let row = sqlx::query(
-            "SELECT id, tenant_id, connector_id, connector_version, settings, status, status_reason, created_at \
-             FROM installations WHERE tenant_id = $1 AND connector_id = $2",
-        )
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {INSTALLATION_COLUMNS} FROM installations \
+             WHERE tenant_id = $1 AND connector_id = $2"
+        )))
         .bind(tenant)
         .bind(connector_id)
         .fetch_optional(self.pool())
         .await
         .map_err(query_error("read installation"))?;
-        let Some(row) = row else {
-            return Ok(None);
-        };
-        let read = |e: sqlx::Error| StoreError::Corrupt {
-            what: "installation",
-            message: e.to_string(),
-        };
-        let settings: String = row.try_get("settings").map_err(read)?;
-        Ok(Some(Installation {
-            id: row.try_get("id").map_err(read)?,
-            tenant_id: row.try_get("tenant_id").map_err(read)?,
-            connector_id: row.try_get("connector_id").map_err(read)?,
-            connector_version: row.try_get("connector_version").map_err(read)?,
-            settings: serde_json::from_str(&settings).map_err(|e| StoreError::Corrupt {
-                what: "installation settings",
-                message: e.to_string(),
-            })?,
-            status: row.try_get("status").map_err(read)?,
-            status_reason: row.try_get("status_reason").map_err(read)?,
-            created_at: from_ms(row.try_get("created_at").map_err(read)?)?,
-        }))
+        row.map(|row| installation_from_row(&row)).transpose()
+    }
+
+    /// Every active installation of every tenant (what the scheduler considers), oldest first.
+    pub async fn active_installations(&self) -> Result<Vec<Installation>, StoreError> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {INSTALLATION_COLUMNS} FROM installations WHERE status = 'active' \
+             ORDER BY created_at, id"
+        )))
+        .fetch_all(self.pool())
+        .await
+        .map_err(query_error("list active installations"))?;
+        rows.iter().map(installation_from_row).collect()
+    }
+
+    /// When each installation's latest sync run started (installations never synced are
+    /// absent).
+    pub async fn last_run_starts(
+        &self,
+    ) -> Result<std::collections::HashMap<String, Timestamp>, StoreError> {
+        let rows: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT installation_id, MAX(started_at) FROM sync_runs GROUP BY installation_id",
+        )
+        .fetch_all(self.pool())
+        .await
+        .map_err(query_error("read the last sync starts"))?;
+        rows.into_iter()
+            .map(|(id, ms)| Ok((id, from_ms(ms)?)))
+            .collect()
     }
 
     /// Sets an installation's status (`active`, `needs_reconsent`, …) and why.

@@ -203,6 +203,15 @@ impl Store {
         .map_err(query_error("begin transaction"))
     }
 
+    /// Checks the store answers (a health check).
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map_err(query_error("ping the store"))?;
+        Ok(())
+    }
+
     /// Closes the pool (flushes the WAL on SQLite).
     pub async fn close(&self) {
         self.pool.close().await;

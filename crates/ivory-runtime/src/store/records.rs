@@ -40,6 +40,29 @@ pub struct ExportedRecord {
 }
 
 impl Store {
+    /// The tenant's record counts per kind: `(kind, live, deleted)`, sorted by kind.
+    pub async fn record_counts(&self, tenant: &str) -> Result<Vec<(String, u64, u64)>, StoreError> {
+        let rows: Vec<(String, i64, i64)> = sqlx::query_as(
+            "SELECT kind, SUM(CASE WHEN deleted_at IS NULL THEN 1 ELSE 0 END), \
+             SUM(CASE WHEN deleted_at IS NULL THEN 0 ELSE 1 END) \
+             FROM records WHERE tenant_id = $1 GROUP BY kind ORDER BY kind",
+        )
+        .bind(tenant)
+        .fetch_all(self.pool())
+        .await
+        .map_err(query_error("count records"))?;
+        Ok(rows
+            .into_iter()
+            .map(|(kind, live, deleted)| {
+                (
+                    kind,
+                    u64::try_from(live).unwrap_or(0),
+                    u64::try_from(deleted).unwrap_or(0),
+                )
+            })
+            .collect())
+    }
+
     /// Applies `ops` for the tenant's installation and, when given, sets its cursor, in one
     /// transaction. When `fence` names a run, the commit first renews that run's lease and is
     /// refused with [`StoreError::LeaseLost`] if another run holds it.

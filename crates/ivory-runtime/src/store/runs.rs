@@ -18,6 +18,8 @@ pub enum RunStatus {
     Succeeded,
     /// Finished with an error; what was committed before the error stays.
     Failed,
+    /// Asked to stop (a shutdown), it stopped at a page boundary; what it committed stays.
+    Interrupted,
     /// Its lease expired without it finishing (the process died); a later run took over.
     Abandoned,
 }
@@ -29,6 +31,7 @@ impl RunStatus {
             RunStatus::Succeeded => "succeeded",
             RunStatus::Failed => "failed",
             RunStatus::Abandoned => "abandoned",
+            RunStatus::Interrupted => "interrupted",
         }
     }
 
@@ -38,6 +41,7 @@ impl RunStatus {
             "succeeded" => RunStatus::Succeeded,
             "failed" => RunStatus::Failed,
             "abandoned" => RunStatus::Abandoned,
+            "interrupted" => RunStatus::Interrupted,
             other => {
                 return Err(StoreError::Corrupt {
                     what: "run status",
@@ -298,43 +302,58 @@ impl Store {
 
     /// A run by id.
     pub async fn run_record(&self, run_id: &str) -> Result<Option<RunRecord>, StoreError> {
-        let row = sqlx::query(
-            "SELECT id, installation_id, status, records_created, records_updated, \
-             records_unchanged, records_deleted, pages, requests, retries, responses_429, \
-             slept_ms, cursor, error FROM sync_runs WHERE id = $1",
-        )
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {RUN_COLUMNS} FROM sync_runs WHERE id = $1"
+        )))
         .bind(run_id)
         .fetch_optional(self.pool())
         .await
         .map_err(query_error("read run"))?;
-        let Some(row) = row else {
-            return Ok(None);
-        };
-        let read = |e: sqlx::Error| StoreError::Corrupt {
-            what: "sync run",
-            message: e.to_string(),
-        };
-        let count = |name: &str| row.try_get::<i64, _>(name).map(as_u64).map_err(read);
-        let status: String = row.try_get("status").map_err(read)?;
-        Ok(Some(RunRecord {
-            id: row.try_get("id").map_err(read)?,
-            installation_id: row.try_get("installation_id").map_err(read)?,
-            status: RunStatus::parse(&status)?,
-            totals: RunTotals {
-                records_created: count("records_created")?,
-                records_updated: count("records_updated")?,
-                records_unchanged: count("records_unchanged")?,
-                records_deleted: count("records_deleted")?,
-                pages: count("pages")?,
-                requests: count("requests")?,
-                retries: count("retries")?,
-                responses_429: count("responses_429")?,
-                slept_ms: count("slept_ms")?,
-            },
-            cursor: row.try_get("cursor").map_err(read)?,
-            error: row.try_get("error").map_err(read)?,
-        }))
+        row.map(|row| run_from_row(&row)).transpose()
     }
+
+    /// An installation's runs, oldest first.
+    pub async fn runs_of(&self, installation_id: &str) -> Result<Vec<RunRecord>, StoreError> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {RUN_COLUMNS} FROM sync_runs WHERE installation_id = $1 ORDER BY started_at, id"
+        )))
+        .bind(installation_id)
+        .fetch_all(self.pool())
+        .await
+        .map_err(query_error("list runs"))?;
+        rows.iter().map(run_from_row).collect()
+    }
+}
+
+const RUN_COLUMNS: &str = "id, installation_id, status, records_created, records_updated, \
+     records_unchanged, records_deleted, pages, requests, retries, responses_429, slept_ms, \
+     cursor, error";
+
+fn run_from_row(row: &sqlx::any::AnyRow) -> Result<RunRecord, StoreError> {
+    let read = |e: sqlx::Error| StoreError::Corrupt {
+        what: "sync run",
+        message: e.to_string(),
+    };
+    let count = |name: &str| row.try_get::<i64, _>(name).map(as_u64).map_err(read);
+    let status: String = row.try_get("status").map_err(read)?;
+    Ok(RunRecord {
+        id: row.try_get("id").map_err(read)?,
+        installation_id: row.try_get("installation_id").map_err(read)?,
+        status: RunStatus::parse(&status)?,
+        totals: RunTotals {
+            records_created: count("records_created")?,
+            records_updated: count("records_updated")?,
+            records_unchanged: count("records_unchanged")?,
+            records_deleted: count("records_deleted")?,
+            pages: count("pages")?,
+            requests: count("requests")?,
+            retries: count("retries")?,
+            responses_429: count("responses_429")?,
+            slept_ms: count("slept_ms")?,
+        },
+        cursor: row.try_get("cursor").map_err(read)?,
+        error: row.try_get("error").map_err(read)?,
+    })
 }
 
 /// The `audit.sync_run.sync` event of a run that just finished: its installation and

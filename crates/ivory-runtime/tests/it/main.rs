@@ -7,6 +7,7 @@ mod marketplace;
 mod oauth;
 mod objects;
 mod oidc;
+mod outbox;
 mod replay;
 mod support;
 mod sync;

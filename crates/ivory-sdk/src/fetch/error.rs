@@ -105,6 +105,13 @@ pub enum FetchError {
         /// The limit.
         limit: usize,
     },
+    /// The run was asked to stop (the platform is shutting down): no request was sent. What
+    /// the connector committed so far stays; the next run resumes from the committed cursor.
+    #[error("{url}: not sent, the sync was asked to stop")]
+    Stopped {
+        /// The URL (without query).
+        url: String,
+    },
     /// The response body did not decode into the expected type.
     #[error("{url}: unexpected response at {path}: {message} (body starts: {snippet})")]
     Decode {
@@ -142,6 +149,11 @@ impl FetchError {
     /// True when the upstream's rate limit caused the failure.
     pub fn is_rate_limited(&self) -> bool {
         matches!(self.status(), Some(429))
+    }
+
+    /// True when the run was asked to stop (a shutdown), not a failure of the upstream.
+    pub fn is_stopped(&self) -> bool {
+        matches!(self, FetchError::Stopped { .. })
     }
 
     /// True when the tenant must connect their account again.

@@ -31,6 +31,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use tokio_util::sync::CancellationToken;
 use url::Url;
 
 pub use auth::{AuthError, StaticToken, Token, TokenSource};
@@ -98,6 +99,10 @@ pub struct FetchConfig {
     pub auth: Option<Arc<dyn TokenSource>>,
     /// Seed of the backoff jitter (deterministic tests); `None` seeds from the OS.
     pub jitter_seed: Option<u64>,
+    /// Cancelled when the run must stop (a graceful shutdown): no further request is sent and a
+    /// pacing or backoff wait ends at once, with [`FetchError::Stopped`]. As every page is a
+    /// request, a sync stops at a page boundary; what it committed stays.
+    pub stop: Option<CancellationToken>,
 }
 
 impl FetchConfig {
@@ -112,6 +117,7 @@ impl FetchConfig {
             http: HttpConfig::default(),
             auth: None,
             jitter_seed: None,
+            stop: None,
         }
     }
 
@@ -172,6 +178,7 @@ struct Inner {
     auth: Option<Arc<dyn TokenSource>>,
     rng: Mutex<StdRng>,
     max_body_bytes: usize,
+    stop: CancellationToken,
 }
 
 impl Fetcher {
@@ -218,6 +225,7 @@ impl Fetcher {
                 auth: config.auth,
                 rng: Mutex::new(rng),
                 max_body_bytes: config.http.max_body_bytes,
+                stop: config.stop.unwrap_or_default(),
             }),
         })
     }
@@ -322,8 +330,16 @@ impl Fetcher {
         let mut retries = 0u32;
         let mut seen_429 = 0u32;
         let mut refreshed_after_401 = false;
+        let stopped = || FetchError::Stopped { url: shown.clone() };
         loop {
-            let slept = inner.pacer.acquire().await;
+            if inner.stop.is_cancelled() {
+                return Err(stopped());
+            }
+            let slept = tokio::select! {
+                biased;
+                () = inner.stop.cancelled() => return Err(stopped()),
+                slept = inner.pacer.acquire() => slept,
+            };
             inner.counters.add_sleep(slept);
             // Asked before every attempt: a refresh during a backoff is picked up.
             let token = match (&inner.auth, req.auth) {
@@ -414,7 +430,11 @@ impl Fetcher {
                         // Everyone of this installation waits, not just this request.
                         inner.pacer.block_for(delay);
                     } else {
-                        inner.clock.sleep(delay).await;
+                        tokio::select! {
+                            biased;
+                            () = inner.stop.cancelled() => return Err(stopped()),
+                            () = inner.clock.sleep(delay) => {}
+                        }
                         inner.counters.add_sleep(delay);
                     }
                 }
