@@ -87,7 +87,8 @@ fn the_demo_runs_end_to_end_and_a_second_run_creates_nothing() {
         "payment_failed true",
         "follow-up task",
         "1 won by HubSpot, 1 by Ivorycom (0 ties); 2 platform edits pushed",
-        "webhook accepted 1, webhook rejected 1",
+        "webhook accepted 1",
+        "webhook rejected 1",
     ] {
         assert!(
             report.contains(expected),

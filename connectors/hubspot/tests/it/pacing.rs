@@ -43,7 +43,9 @@ async fn the_declared_rate_provokes_no_429() {
             "{in_second} requests within a second of {t:?}"
         );
     }
-    let gaps: Vec<Duration> = times.windows(2).map(|w| w[1] - w[0]).collect();
+    // The first request also opens the connection, so its arrival can lag (under load) and
+    // shorten the first gap's measure: the spacing is judged from the second request on.
+    let gaps: Vec<Duration> = times[1..].windows(2).map(|w| w[1] - w[0]).collect();
     let mean = gaps.iter().sum::<Duration>() / u32::try_from(gaps.len()).expect("count");
     assert!(mean >= Duration::from_millis(245), "mean gap {mean:?}");
     assert!(log.len() >= 12, "{} requests", log.len());

@@ -668,13 +668,15 @@ async fn server_metrics(http: &reqwest::Client, platform: &Url) -> String {
         return String::new();
     };
     let text = response.text().await.unwrap_or_default();
-    text.lines()
+    let mut verdicts: Vec<String> = text
+        .lines()
         .filter(|l| l.starts_with("ivory_webhook_deliveries_total{"))
         .filter_map(|l| {
             let outcome = l.split("outcome=\"").nth(1)?.split('"').next()?;
             let value = l.rsplit(' ').next()?;
             Some(format!("webhook {outcome} {value}"))
         })
-        .collect::<Vec<_>>()
-        .join(", ")
+        .collect();
+    verdicts.sort();
+    verdicts.join(", ")
 }

@@ -22,7 +22,7 @@ const ACCESS: &str = "ya29.audit-canary-access-token-0001";
 const REFRESH: &str = "1//audit-canary-refresh-token-0002";
 const ROTATED: &str = "ya29.audit-canary-rotated-token-0003";
 const API_KEY: &str = "sk_test_audit_canary_key_0004";
-const WEBHOOK_SECRET: &str = "whsec_audit_canary_webhook_secret_0005";
+const WEBHOOK_SECRET: &str = "whsec_audit_canary_fake_webhook_secret_0005";
 
 fn vault() -> Vault {
     let key = MasterKeys::generate_key().expect("key");
