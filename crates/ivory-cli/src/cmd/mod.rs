@@ -54,6 +54,12 @@ pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 /// `<db>.key` (created 0600 on first use).
 pub(crate) fn vault_for(db: &str) -> anyhow::Result<ivory_runtime::Vault> {
     let env = std::env::var(ivory_runtime::vault::MASTER_KEY_ENV).ok();
+    if env.is_none() && (db.starts_with("postgres://") || db.starts_with("postgresql://")) {
+        anyhow::bail!(
+            "{} must be set with a PostgreSQL store: every process that opens it needs the same master key (a key file is only kept next to a SQLite file)",
+            ivory_runtime::vault::MASTER_KEY_ENV
+        );
+    }
     let key_file = std::path::PathBuf::from(format!("{db}.key"));
     let keys = ivory_runtime::MasterKeys::load(env.as_deref(), &key_file)?;
     Ok(ivory_runtime::Vault::new(keys))

@@ -44,15 +44,49 @@ fn oauth2(access: &str) -> StoredGrant {
 }
 
 /// A second connection to the store's file, behind its back (fault injection by trigger).
-async fn raw(env: &Env) -> sqlx::SqlitePool {
-    let path = env._dir.path().join("ivory.db");
-    sqlx::SqlitePool::connect(&format!("sqlite://{}", path.display()))
-        .await
-        .expect("raw connection")
+async fn raw(env: &Env) -> sqlx::AnyPool {
+    env.raw().await
 }
 
-async fn exec(db: &sqlx::SqlitePool, sql: &'static str) {
-    sqlx::query(sql).execute(db).await.expect(sql);
+/// Makes `table`'s `timing` `event` fail with `message` when `condition` holds: a SQLite
+/// trigger, or a PostgreSQL trigger function (`IVORY_TEST_PG`).
+async fn inject_failure(
+    env: &Env,
+    db: &sqlx::AnyPool,
+    name: &'static str,
+    (timing, table): (&'static str, &'static str),
+    condition: Option<(&'static str, &'static str)>,
+) {
+    let sql = if env.is_pg() {
+        let (pg_when, _) = condition.map_or(("", ""), |c| c);
+        format!(
+            "CREATE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS \
+             $$ BEGIN RAISE EXCEPTION 'injected failure'; END $$; \
+             CREATE TRIGGER {name} {timing} ON {table} FOR EACH ROW {pg_when} EXECUTE FUNCTION {name}()"
+        )
+    } else {
+        let (_, sqlite_when) = condition.map_or(("", ""), |c| c);
+        format!(
+            "CREATE TRIGGER {name} {timing} ON {table} {sqlite_when} \
+             BEGIN SELECT RAISE(ABORT, 'injected failure'); END"
+        )
+    };
+    sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+        .execute(db)
+        .await
+        .expect("create the failure trigger");
+}
+
+async fn remove_failure(env: &Env, db: &sqlx::AnyPool, name: &'static str, table: &'static str) {
+    let sql = if env.is_pg() {
+        format!("DROP TRIGGER {name} ON {table}; DROP FUNCTION {name}()")
+    } else {
+        format!("DROP TRIGGER {name}")
+    };
+    sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+        .execute(db)
+        .await
+        .expect("drop the failure trigger");
 }
 
 fn types(events: &[OutboxRow]) -> Vec<&str> {
@@ -288,12 +322,7 @@ async fn a_write_that_fails_after_its_event_was_inserted_leaves_no_event() {
     let db = raw(&env).await;
     // `finish_run` updates the run, inserts its event, then releases the lease: make the last
     // statement fail, after the event's insert, inside the same transaction.
-    exec(
-        &db,
-        "CREATE TRIGGER fail_release BEFORE DELETE ON sync_locks \
-         BEGIN SELECT RAISE(ABORT, 'injected failure'); END",
-    )
-    .await;
+    inject_failure(&env, &db, "fail_release", ("BEFORE DELETE", "sync_locks"), None).await;
     let failed = env
         .store
         .finish_run(
@@ -324,7 +353,7 @@ async fn a_write_that_fails_after_its_event_was_inserted_leaves_no_event() {
         .expect("some");
     assert_eq!(run.status, RunStatus::Running, "the write rolled back too");
 
-    exec(&db, "DROP TRIGGER fail_release").await;
+    remove_failure(&env, &db, "fail_release", "sync_locks").await;
     env.store
         .finish_run(
             &inst.id,
@@ -354,11 +383,15 @@ async fn a_refused_event_insert_rolls_back_the_credential_write() {
         .expect("installation")
         .id;
     let db = raw(&env).await;
-    exec(
+    inject_failure(
+        &env,
         &db,
-        "CREATE TRIGGER fail_audit AFTER INSERT ON outbox \
-         WHEN NEW.event_type LIKE 'audit.credentials.%' \
-         BEGIN SELECT RAISE(ABORT, 'ledger unavailable'); END",
+        "fail_audit",
+        ("AFTER INSERT", "outbox"),
+        Some((
+            "WHEN (NEW.event_type LIKE 'audit.credentials.%')",
+            "WHEN NEW.event_type LIKE 'audit.credentials.%'",
+        )),
     )
     .await;
     let failed = env
@@ -388,7 +421,7 @@ async fn a_refused_event_insert_rolls_back_the_credential_write() {
             .is_empty()
     );
 
-    exec(&db, "DROP TRIGGER fail_audit").await;
+    remove_failure(&env, &db, "fail_audit", "outbox").await;
     env.store
         .put_credentials(
             &inst,

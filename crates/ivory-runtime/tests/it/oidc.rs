@@ -178,20 +178,14 @@ impl World {
     /// The PKCE verifier `flow::begin` sealed for the pending state — what an attacker who
     /// also stole the verifier would hold. Read from the store's table, as a test only can.
     async fn pending_verifier(&self) -> String {
-        use sqlx::{ConnectOptions, Connection};
-        let path = self.env._dir.path().join("ivory.db");
-        let mut db = sqlx::sqlite::SqliteConnectOptions::new()
-            .filename(&path)
-            .connect()
-            .await
-            .expect("open the store's file");
+        let db = self.env.raw().await;
         let sealed: String =
-            sqlx::query_scalar("SELECT pkce_verifier FROM oauth_states WHERE installation_id = ?1")
+            sqlx::query_scalar("SELECT pkce_verifier FROM oauth_states WHERE installation_id = $1")
                 .bind(&self.installation.id)
-                .fetch_one(&mut db)
+                .fetch_one(&db)
                 .await
                 .expect("one pending state");
-        db.close().await.expect("close");
+        db.close().await;
         let verifier = self
             .vault
             .open(

@@ -35,8 +35,7 @@ async fn a_delivery_accepted_once_is_a_replay_after_a_restart() {
         .expect("first time: fresh");
 
     // Another process on the same database file.
-    let path = env._dir.path().join("ivory.db");
-    let reopened = Store::open(path.to_str().expect("path"))
+    let reopened = Store::open(&env.location)
         .await
         .expect("reopen");
     let again = verifier

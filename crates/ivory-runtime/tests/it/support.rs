@@ -15,15 +15,65 @@ use url::Url;
 pub(crate) struct Env {
     pub(crate) _dir: TempDir,
     pub(crate) store: Store,
+    /// What `Store::open` was given (a file path or a `postgres://` URL): another process
+    /// opens the same store with it.
+    pub(crate) location: String,
 }
 
+impl Env {
+    /// True when the tests run on PostgreSQL (`IVORY_TEST_PG`).
+    pub(crate) fn is_pg(&self) -> bool {
+        self.location.starts_with("postgres")
+    }
+
+    /// A second connection to the same database, behind the store's back.
+    pub(crate) async fn raw(&self) -> sqlx::AnyPool {
+        sqlx::any::install_default_drivers();
+        let url = if self.is_pg() {
+            self.location.clone()
+        } else {
+            format!("sqlite://{}", self.location)
+        };
+        sqlx::AnyPool::connect(&url).await.expect("raw connection")
+    }
+}
+
+/// A fresh store: a SQLite file in a temp dir, or — with `IVORY_TEST_PG` set to a server URL
+/// such as `postgres://postgres@127.0.0.1` — a fresh PostgreSQL database on that server (the
+/// same tests, the other backend).
 pub(crate) async fn env() -> Env {
     let dir = tempfile::tempdir().expect("temp dir");
-    let path = dir.path().join("ivory.db");
-    let store = Store::open(path.to_str().expect("utf-8 path"))
+    let location = match std::env::var("IVORY_TEST_PG") {
+        Ok(server) if !server.is_empty() => fresh_pg_database(&server).await,
+        _ => dir
+            .path()
+            .join("ivory.db")
+            .to_str()
+            .expect("utf-8 path")
+            .to_owned(),
+    };
+    let store = Store::open(&location).await.expect("open store");
+    Env {
+        _dir: dir,
+        store,
+        location,
+    }
+}
+
+/// Creates `ivory_t_<uuid>` on the server and returns its URL.
+pub(crate) async fn fresh_pg_database(server: &str) -> String {
+    use sqlx::Connection;
+    let server = server.trim_end_matches('/');
+    let name = format!("ivory_t_{}", uuid::Uuid::new_v4().simple());
+    let mut admin = sqlx::PgConnection::connect(&format!("{server}/postgres"))
         .await
-        .expect("open store");
-    Env { _dir: dir, store }
+        .expect("connect to the PostgreSQL server");
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&mut admin)
+        .await
+        .expect("create the test database");
+    admin.close().await.ok();
+    format!("{server}/{name}")
 }
 
 pub(crate) fn t0() -> Timestamp {

@@ -58,23 +58,20 @@ async fn installation(store: &Store, tenant: &str) -> String {
 }
 
 /// A second connection to the store's file, to read and write rows behind its back.
-async fn raw(env: &Env) -> sqlx::SqlitePool {
-    let path = env._dir.path().join("ivory.db");
-    sqlx::SqlitePool::connect(&format!("sqlite://{}", path.display()))
-        .await
-        .expect("raw connection")
+async fn raw(env: &Env) -> sqlx::AnyPool {
+    env.raw().await
 }
 
-async fn raw_payload(db: &sqlx::SqlitePool, installation: &str) -> String {
-    sqlx::query_scalar("SELECT payload FROM credentials WHERE installation_id = ?1")
+async fn raw_payload(db: &sqlx::AnyPool, installation: &str) -> String {
+    sqlx::query_scalar("SELECT payload FROM credentials WHERE installation_id = $1")
         .bind(installation)
         .fetch_one(db)
         .await
         .expect("raw payload")
 }
 
-async fn set_raw_payload(db: &sqlx::SqlitePool, installation: &str, payload: &str) {
-    sqlx::query("UPDATE credentials SET payload = ?1 WHERE installation_id = ?2")
+async fn set_raw_payload(db: &sqlx::AnyPool, installation: &str, payload: &str) {
+    sqlx::query("UPDATE credentials SET payload = $1 WHERE installation_id = $2")
         .bind(payload)
         .bind(installation)
         .execute(db)
@@ -183,13 +180,7 @@ async fn grants_round_trip_and_convert_for_the_runner() {
     assert!(g.refresh_token.is_none() && g.expires_at.is_none() && g.scopes.is_empty());
 
     // Reopening the store (another process) reads the same grant.
-    let reopened = Store::open(
-        env._dir
-            .path()
-            .join("ivory.db")
-            .to_str()
-            .expect("utf-8 path"),
-    )
+    let reopened = Store::open(&env.location)
     .await
     .expect("reopen");
     assert!(
@@ -238,9 +229,9 @@ async fn a_row_copied_to_another_installation_does_not_open() {
     // Someone with write access to the database, but not the key, copies A's row onto B.
     let db = raw(&env).await;
     sqlx::query(
-        "UPDATE credentials SET kind = (SELECT kind FROM credentials WHERE installation_id = ?1), \
-         payload = (SELECT payload FROM credentials WHERE installation_id = ?1) \
-         WHERE installation_id = ?2",
+        "UPDATE credentials SET kind = (SELECT kind FROM credentials WHERE installation_id = $1), \
+         payload = (SELECT payload FROM credentials WHERE installation_id = $1) \
+         WHERE installation_id = $2",
     )
     .bind(&victim)
     .bind(&attacker)
@@ -337,7 +328,7 @@ async fn a_flipped_byte_does_not_open() {
     );
 
     // A row whose kind column was changed no longer matches its sealed grant.
-    sqlx::query("UPDATE credentials SET kind = 'api_key' WHERE installation_id = ?1")
+    sqlx::query("UPDATE credentials SET kind = 'api_key' WHERE installation_id = $1")
         .bind(&inst)
         .execute(&db)
         .await
@@ -714,13 +705,7 @@ async fn concurrent_replacements_from_one_version_exactly_one_wins() {
     );
 
     // Across processes: a second store on the same file sees the same token.
-    let other = Store::open(
-        env._dir
-            .path()
-            .join("ivory.db")
-            .to_str()
-            .expect("utf-8 path"),
-    )
+    let other = Store::open(&env.location)
     .await
     .expect("reopen");
     let stale = other
