@@ -322,7 +322,14 @@ async fn a_write_that_fails_after_its_event_was_inserted_leaves_no_event() {
     let db = raw(&env).await;
     // `finish_run` updates the run, inserts its event, then releases the lease: make the last
     // statement fail, after the event's insert, inside the same transaction.
-    inject_failure(&env, &db, "fail_release", ("BEFORE DELETE", "sync_locks"), None).await;
+    inject_failure(
+        &env,
+        &db,
+        "fail_release",
+        ("BEFORE DELETE", "sync_locks"),
+        None,
+    )
+    .await;
     let failed = env
         .store
         .finish_run(

@@ -35,9 +35,7 @@ async fn a_delivery_accepted_once_is_a_replay_after_a_restart() {
         .expect("first time: fresh");
 
     // Another process on the same database file.
-    let reopened = Store::open(&env.location)
-        .await
-        .expect("reopen");
+    let reopened = Store::open(&env.location).await.expect("reopen");
     let again = verifier
         .verify_at(&delivery, at(2))
         .expect("still authentic");

@@ -180,9 +180,7 @@ async fn grants_round_trip_and_convert_for_the_runner() {
     assert!(g.refresh_token.is_none() && g.expires_at.is_none() && g.scopes.is_empty());
 
     // Reopening the store (another process) reads the same grant.
-    let reopened = Store::open(&env.location)
-    .await
-    .expect("reopen");
+    let reopened = Store::open(&env.location).await.expect("reopen");
     assert!(
         reopened
             .credentials(&inst, &vault)
@@ -705,9 +703,7 @@ async fn concurrent_replacements_from_one_version_exactly_one_wins() {
     );
 
     // Across processes: a second store on the same file sees the same token.
-    let other = Store::open(&env.location)
-    .await
-    .expect("reopen");
+    let other = Store::open(&env.location).await.expect("reopen");
     let stale = other
         .replace_credentials_if(&inst, start, &oauth2("stale"), &vault, at(99))
         .await
