@@ -65,6 +65,9 @@ pub(crate) enum Command {
     /// The transactional outbox of audit events.
     #[command(subcommand)]
     Outbox(OutboxCommand),
+    /// Data subject access requests: export or erase one contact's synced data.
+    #[command(subcommand)]
+    Dsar(crate::cmd::dsar::DsarCommand),
 }
 
 #[derive(Debug, Subcommand)]

@@ -6,6 +6,7 @@
 //! one run at a time per installation).
 
 pub mod connection;
+pub mod dsar;
 pub mod marketplace;
 pub mod oauth;
 pub mod objects;

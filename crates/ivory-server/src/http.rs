@@ -4,6 +4,7 @@
 //! |---|---|
 //! | `POST /webhooks/{installation}` | 200 `accepted` (stored, processed) or `duplicate` (a legitimate upstream retry of a stored event: nothing runs twice); 409 `replayed` (the exact same delivery again); 400 `rejected` with the reason (signature, timestamp, headers); 404 unknown or inactive installation; 413 over the body limit; 422 the installation cannot verify deliveries; 500 stored but processing failed (the upstream's retry processes it again); 503 the store failed (nothing stored: the upstream retries) |
 //! | `GET <callback path>` | the OAuth callback: checks the state, exchanges the code, stores the grant |
+//! | `POST /dsar/export`, `POST /dsar/delete` | the platform's DSAR calls ([`crate::dsar`]): 200 with the platform's shape; 400 bad body or no `contact_id`; 401 bad token; 500 failure; 503 not configured |
 //! | `GET /healthz` | 200 when the store answers, 503 otherwise |
 //! | `GET /metrics` | Prometheus / OpenMetrics text |
 //!
@@ -36,6 +37,8 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
             post(webhook).layer(DefaultBodyLimit::max(limit)),
         )
         .route(&shared.config.callback_path, get(oauth_callback))
+        .route("/dsar/export", post(crate::dsar::export))
+        .route("/dsar/delete", post(crate::dsar::delete))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .layer(middleware::from_fn_with_state(shared.clone(), observe))

@@ -4,7 +4,7 @@
 //!
 //! - the HTTP face ([`http`]): webhook ingress per installation (`POST /webhooks/{id}`,
 //!   answered 2xx only once the delivery is durably stored), the OAuth callback, `GET /healthz`
-//!   and Prometheus `GET /metrics` ([`metrics`]);
+//!   and Prometheus `GET /metrics` ([`metrics`]); the DSAR endpoints ([`dsar`]);
 //! - the [`scheduler`], which syncs every active installation on its interval (the
 //!   installation setting `schedule`, 15 minutes by default) with jitter, never two runs of one
 //!   installation at once (in this process by a running set, across processes by the store's
@@ -15,6 +15,7 @@
 //! page boundary (its fetcher refuses further requests) with what it committed kept, and the
 //! next run resumes from the committed cursor.
 
+pub mod dsar;
 pub mod http;
 pub mod metrics;
 pub mod scheduler;
@@ -32,6 +33,7 @@ use jiff::Timestamp;
 use tokio_util::sync::CancellationToken;
 use url::Url;
 
+pub use dsar::{DsarConfigError, DsarVerifier};
 pub use metrics::{Metrics, Verdict};
 
 /// A connector the server can run: its manifest and its implementation.
@@ -116,6 +118,8 @@ pub struct ServerConfig {
     pub oauth_from_env: bool,
     /// How long a shutdown waits for syncs to reach their page boundary.
     pub shutdown_grace: Duration,
+    /// Verifies the DSAR orchestrator's bearer tokens; `None`: `/dsar/*` answer 503.
+    pub dsar: Option<Arc<DsarVerifier>>,
 }
 
 impl Default for ServerConfig {
@@ -131,6 +135,7 @@ impl Default for ServerConfig {
             oauth: HashMap::new(),
             oauth_from_env: true,
             shutdown_grace: Duration::from_secs(30),
+            dsar: None,
         }
     }
 }

@@ -4,6 +4,7 @@ pub(crate) mod certify;
 pub(crate) mod connect;
 pub(crate) mod connectors;
 pub(crate) mod demo;
+pub(crate) mod dsar;
 pub(crate) mod install;
 pub(crate) mod manifest;
 pub(crate) mod outbox;
@@ -39,6 +40,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Serve(args) => serve::run(&cli.db, &args),
         Command::Demo(args) => demo::run(&cli.db, &args),
         Command::Outbox(cmd) => outbox::run(&cli.db, cmd),
+        Command::Dsar(cmd) => dsar::run(&cli.db, cmd),
     }
 }
 

@@ -60,6 +60,12 @@ pub(crate) fn run(db: &str, args: &ServeArgs) -> anyhow::Result<ExitCode> {
     if args.max_concurrent_syncs == 0 {
         return Ok(usage_error("--max-concurrent-syncs must be at least 1"));
     }
+    // DSAR endpoints: IVORY_DSAR_JWT_SECRET (HS256) or IVORY_DSAR_JWT_PUBLIC_KEY (RS256 /
+    // EdDSA); neither set, they answer 503.
+    let dsar = match ivory_server::DsarVerifier::from_env(|k| std::env::var(k).ok()) {
+        Ok(verifier) => verifier.map(Arc::new),
+        Err(e) => return Ok(usage_error(e)),
+    };
     let config = ServerConfig {
         body_limit: args.body_limit,
         public_url,
@@ -68,6 +74,7 @@ pub(crate) fn run(db: &str, args: &ServeArgs) -> anyhow::Result<ExitCode> {
         max_concurrent_syncs: args.max_concurrent_syncs,
         upstreams,
         shutdown_grace: Duration::from_secs(args.shutdown_grace),
+        dsar,
         ..ServerConfig::default()
     };
     let mut connectors = Connectors::default();

@@ -122,6 +122,10 @@ impl Store {
             }
         }
 
+        // DSAR erasures: a suppressed record is skipped or stored anonymized (`crate::dsar`).
+        let upserts =
+            crate::dsar::apply_suppressions(&mut tx, self.backend(), scope.tenant, upserts).await?;
+
         let mut receipt = CommitReceipt::default();
         for chunk in upserts.chunks(UPSERT_CHUNK) {
             // How many of the chunk's rows exist already: with the rows the upsert writes, that

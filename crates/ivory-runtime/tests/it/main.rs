@@ -2,6 +2,7 @@
 
 mod audit;
 mod crash;
+mod dsar;
 mod governance;
 mod marketplace;
 mod oauth;
