@@ -59,6 +59,10 @@ pub(crate) enum Command {
     /// The platform running: webhook ingress, the OAuth callback, health, metrics, and every
     /// installation's sync on its schedule; SIGTERM stops it gracefully.
     Serve(ServeArgs),
+    /// A sync worker (scale-out, typically on PostgreSQL): claims due scheduled syncs from the
+    /// shared store with leases, heart-beats while running, takes over the jobs of dead
+    /// workers; SIGTERM stops it gracefully.
+    Worker(WorkerArgs),
     /// The main job with zero setup: a local fake upstream, a tenant, a full and an
     /// incremental sync, and a report.
     Demo(DemoArgs),
@@ -121,6 +125,27 @@ pub(crate) struct ServeArgs {
     /// Serve HTTP only: run no scheduled syncs.
     #[arg(long)]
     pub(crate) no_scheduler: bool,
+    /// Seconds a shutdown waits for syncs to reach their page boundary.
+    #[arg(long, default_value_t = 30)]
+    pub(crate) shutdown_grace: u64,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct WorkerArgs {
+    /// At most this many syncs at once in this worker.
+    #[arg(long, default_value_t = 4)]
+    pub(crate) concurrency: usize,
+    /// Route a connector's API calls to another base URL (`stripe=http://127.0.0.1:12111`).
+    /// Repeatable.
+    #[arg(long = "upstream", value_name = "CONNECTOR=URL")]
+    pub(crate) upstreams: Vec<String>,
+    /// Seconds of a sync's lease and its job's claim (renewed every third of it): a killed
+    /// worker's job is taken over this long after its last heartbeat.
+    #[arg(long, default_value_t = 60)]
+    pub(crate) lease_seconds: u64,
+    /// Milliseconds between looks for due jobs.
+    #[arg(long, default_value_t = 1000)]
+    pub(crate) tick_ms: u64,
     /// Seconds a shutdown waits for syncs to reach their page boundary.
     #[arg(long, default_value_t = 30)]
     pub(crate) shutdown_grace: u64,

@@ -59,6 +59,13 @@ pub struct SyncOptions {
     /// Cancelled to stop the run at the next page boundary (a graceful shutdown): the run ends
     /// [`RunStatus::Interrupted`] with everything it committed kept. `None`: runs to the end.
     pub stop: Option<CancellationToken>,
+    /// Renew the run's lease this often even between commits (a worker's heartbeat, so a
+    /// short lease can detect a dead worker quickly). `None`: commits renew it.
+    pub heartbeat: Option<Duration>,
+    /// Share the installation's rate limit with every other process on the store
+    /// ([`StoreRateLimit`](crate::store::StoreRateLimit)): workers and servers on one
+    /// PostgreSQL together stay within `rateLimitPerMinute`. Off: this run paces itself alone.
+    pub shared_rate_limit: bool,
 }
 
 /// A function that wraps the run's [`RecordSink`] (fault injection).
@@ -88,6 +95,8 @@ impl Default for SyncOptions {
             wrap_sink: None,
             token_source: None,
             stop: None,
+            heartbeat: None,
+            shared_rate_limit: false,
         }
     }
 }
@@ -264,6 +273,27 @@ impl Runner {
             installation = %installation.id,
             run_id = %run_id,
         );
+        let heartbeat = options.heartbeat.map(|every| {
+            let store = self.store.clone();
+            let clock = self.clock.clone();
+            let installation = installation.id.clone();
+            let run = run_id.clone();
+            let lease = options.lease;
+            tokio::spawn(async move {
+                loop {
+                    clock.sleep(every).await;
+                    let until = clock
+                        .now()
+                        .checked_add(SignedDuration::try_from(lease).unwrap_or(SignedDuration::MAX))
+                        .unwrap_or(Timestamp::MAX);
+                    match store.renew_lease(&installation, &run, until).await {
+                        Ok(true) => {}
+                        Ok(false) => break,
+                        Err(error) => tracing::warn!(%error, "Renewing the sync lease failed."),
+                    }
+                }
+            })
+        });
         let outcome = self
             .run_connector(
                 tenant,
@@ -276,6 +306,9 @@ impl Runner {
             )
             .instrument(span)
             .await;
+        if let Some(heartbeat) = heartbeat {
+            heartbeat.abort();
+        }
         let (mut summary, result) = match outcome {
             Ok(pair) => pair,
             Err(setup) => {
@@ -386,7 +419,7 @@ impl Runner {
         run_id: &str,
     ) -> Result<(SyncSummary, Result<(), ivory_sdk::Error>), RunError> {
         let sync = &manifest.connection.sync;
-        let fetcher = self.fetcher_for(manifest, &credentials, options)?;
+        let fetcher = self.fetcher_for(manifest, &installation.id, &credentials, options)?;
         let cursor = if options.full_refresh {
             None
         } else {
@@ -480,6 +513,7 @@ impl Runner {
     pub(crate) fn fetcher_for(
         &self,
         manifest: &Manifest,
+        installation: &str,
         credentials: &Credentials,
         options: &SyncOptions,
     ) -> Result<Fetcher, RunError> {
@@ -503,6 +537,13 @@ impl Runner {
         }
         fetch.jitter_seed = options.jitter_seed;
         fetch.stop.clone_from(&options.stop);
+        if options.shared_rate_limit {
+            fetch.shared_rate_limit = Some(crate::store::StoreRateLimit::new(
+                self.store.clone(),
+                installation,
+                self.clock.clone(),
+            ));
+        }
         Fetcher::new(fetch, self.clock.clone()).map_err(|e| RunError::Setup(e.to_string()))
     }
 

@@ -217,7 +217,15 @@ impl Runner {
     ) -> Result<Vec<WorkflowRun>, IngestError> {
         let store = self.store();
         let fetcher = self
-            .fetcher_for(manifest, &Credentials::None, &SyncOptions::default())
+            .fetcher_for(
+                manifest,
+                &installation.id,
+                &Credentials::None,
+                &SyncOptions {
+                    shared_rate_limit: true,
+                    ..SyncOptions::default()
+                },
+            )
             .map_err(|e| IngestError::Processing(e.to_string()))?;
         let sink = InstallationSink::new(
             store.clone(),

@@ -20,16 +20,15 @@ pub mod http;
 pub mod metrics;
 pub mod scheduler;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use ivory_runtime::oauth::OAuthApp;
 use ivory_runtime::{Runner, Store, Vault};
 use ivory_sdk::manifest::Manifest;
 use ivory_sdk::{Clock, DynConnector};
-use jiff::Timestamp;
 use tokio_util::sync::CancellationToken;
 use url::Url;
 
@@ -120,6 +119,11 @@ pub struct ServerConfig {
     pub shutdown_grace: Duration,
     /// Verifies the DSAR orchestrator's bearer tokens; `None`: `/dsar/*` answer 503.
     pub dsar: Option<Arc<DsarVerifier>>,
+    /// This process's name in job claims and leases (`host:pid`).
+    pub worker_id: String,
+    /// A sync's lease and its job's claim; renewed every third of it while the sync runs, so a
+    /// dead worker's job is taken over this long after its last heartbeat.
+    pub lease: Duration,
 }
 
 impl Default for ServerConfig {
@@ -136,8 +140,20 @@ impl Default for ServerConfig {
             oauth_from_env: true,
             shutdown_grace: Duration::from_secs(30),
             dsar: None,
+            worker_id: default_worker_id(),
+            lease: Duration::from_secs(60),
         }
     }
+}
+
+/// `host:pid`, as the runner names lease holders.
+pub fn default_worker_id() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".into());
+    format!("{host}:{}", std::process::id())
 }
 
 /// Why the server could not run.
@@ -162,12 +178,6 @@ pub(crate) struct Shared {
     pub(crate) metrics: Metrics,
     /// The client of OAuth code exchanges.
     pub(crate) http: reqwest::Client,
-    /// Installations with a sync running in this process.
-    pub(crate) running: Mutex<HashSet<String>>,
-    /// When this process last tried to start a sync of an installation (a floor under the
-    /// store's last run start, so a sync refused before it recorded a run is not retried on
-    /// every tick).
-    pub(crate) attempted: Mutex<HashMap<String, Timestamp>>,
 }
 
 impl Shared {
@@ -212,6 +222,11 @@ impl Server {
                 "the body limit must be above zero".into(),
             ));
         }
+        if config.lease < Duration::from_secs(3) {
+            return Err(ServerError::Config(
+                "the lease must be at least 3 seconds (it is renewed every third of it)".into(),
+            ));
+        }
         if !config.callback_path.starts_with('/') {
             return Err(ServerError::Config(format!(
                 "the OAuth callback path {:?} must start with /",
@@ -228,8 +243,6 @@ impl Server {
                 config,
                 metrics: Metrics::new(),
                 http,
-                running: Mutex::new(HashSet::new()),
-                attempted: Mutex::new(HashMap::new()),
             }),
         })
     }
@@ -242,6 +255,14 @@ impl Server {
     /// The metrics.
     pub fn metrics(&self) -> &Metrics {
         &self.shared.metrics
+    }
+
+    /// Runs the scheduler alone (`ivory worker`: no HTTP) until `shutdown` is cancelled, then
+    /// waits for the running syncs to stop at a page boundary.
+    pub async fn run_worker(self, shutdown: CancellationToken) {
+        tracing::info!(worker = %self.shared.config.worker_id, concurrency = self.shared.config.max_concurrent_syncs, "Working.");
+        scheduler::run(self.shared.clone(), shutdown).await;
+        tracing::info!("Stopped.");
     }
 
     /// Serves on `listener` and runs the scheduler until `shutdown` is cancelled, then shuts

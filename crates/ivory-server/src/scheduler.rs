@@ -1,18 +1,22 @@
-//! Scheduled syncs.
+//! Scheduled syncs — the loop of `ivory serve` and of every `ivory worker`.
 //!
-//! Every [`tick`](crate::ServerConfig::tick) the scheduler reads the active installations and
-//! when each last started a run (the store is the truth, so a restarted server neither
-//! stampedes nor forgets), computes each one's due time
-//! ([`ivory_runtime::schedule::next_due`]: interval + deterministic jitter), and starts the due
-//! ones — at most [`max_concurrent_syncs`](crate::ServerConfig::max_concurrent_syncs) at once,
-//! never a second run of an installation this process is already syncing (and the store's
-//! lease refuses one another process is running).
+//! Each tick: make sure every active installation has a job row (due per its `schedule`
+//! setting, with the deterministic jitter of [`ivory_runtime::schedule`]), then claim as many due
+//! jobs as there are free slots ([`ServerConfig::max_concurrent_syncs`](crate::ServerConfig))
+//! from the store — atomically, so however many processes claim, each installation is synced
+//! once per due time (see `ivory_runtime::store` jobs: `FOR UPDATE SKIP LOCKED` on PostgreSQL).
+//! While a sync runs its worker heart-beats: the run's lease and the job's claim are extended
+//! every third of [`ServerConfig::lease`](crate::ServerConfig). When it ends, the job is due again
+//! at claim time + interval + jitter (at once when it was interrupted by a shutdown).
 //!
-//! On shutdown it starts nothing more; the runs in flight see their stop token cancelled, stop
-//! at their next page boundary (their fetcher sends no further request) and are recorded
-//! `interrupted` with everything they committed.
+//! A worker killed mid-sync stops heart-beating: after the lease its job is due again and its
+//! run's lease has lapsed, so another worker claims the job, takes the lease over (the old run
+//! is marked abandoned) and resumes from the committed cursor — no record lost or doubled.
+//!
+//! On shutdown nothing new is claimed; running syncs stop at their next page boundary.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use ivory_runtime::connection::{ConnectionError, load_sync_credentials};
 use ivory_runtime::schedule::{SCHEDULE_SETTING, next_due};
@@ -24,12 +28,11 @@ use tokio_util::sync::CancellationToken;
 use crate::{ConnectorEntry, Shared};
 
 pub(crate) async fn run(shared: Arc<Shared>, shutdown: CancellationToken) {
-    let started = shared.clock().now();
     let mut syncs = JoinSet::new();
     loop {
         while syncs.try_join_next().is_some() {}
-        if let Err(error) = tick(&shared, started, &mut syncs, &shutdown).await {
-            tracing::warn!(%error, "The scheduler could not read the installations; trying again next tick.");
+        if let Err(error) = tick(&shared, &mut syncs, &shutdown).await {
+            tracing::warn!(%error, "The scheduler could not claim jobs; trying again next tick.");
         }
         tokio::select! {
             () = shutdown.cancelled() => break,
@@ -57,70 +60,95 @@ pub(crate) async fn run(shared: Arc<Shared>, shutdown: CancellationToken) {
 
 async fn tick(
     shared: &Arc<Shared>,
-    started: Timestamp,
     syncs: &mut JoinSet<()>,
     shutdown: &CancellationToken,
 ) -> Result<(), ivory_runtime::StoreError> {
-    let installations = shared.store().active_installations().await?;
-    let last_starts = shared.store().last_run_starts().await?;
+    if shutdown.is_cancelled() {
+        return Ok(());
+    }
+    let store = shared.store();
     let now = shared.clock().now();
-    for installation in installations {
-        if shutdown.is_cancelled() {
-            break;
-        }
-        let Some(entry) = shared.connectors.get(&installation.connector_id) else {
+    store.seed_jobs(now).await?;
+    let free = shared
+        .config
+        .max_concurrent_syncs
+        .saturating_sub(syncs.len());
+    let claimed = store
+        .claim_due_jobs(&shared.config.worker_id, now, free, shared.config.lease)
+        .await?;
+    for installation in claimed {
+        let Some(entry) = shared.connectors.get(&installation.connector_id).cloned() else {
+            // Not a connector this process runs: leave it to one that does.
+            tracing::warn!(installation = %installation.id, connector = %installation.connector_id, "A due job of a connector this process does not know.");
+            store
+                .finish_job(
+                    &installation.id,
+                    &shared.config.worker_id,
+                    Some(plus(now, Duration::from_secs(60))),
+                )
+                .await?;
             continue;
         };
-        let previous = {
-            let attempted = lock(&shared.attempted);
-            match (
-                last_starts.get(&installation.id),
-                attempted.get(&installation.id),
-            ) {
-                (Some(a), Some(b)) => Some((*a).max(*b)),
-                (a, b) => a.or(b).copied(),
-            }
-        };
-        let schedule = installation
-            .settings
-            .get(SCHEDULE_SETTING)
-            .map(String::as_str);
-        let Some(due) = next_due(&installation.id, schedule, previous, started) else {
-            continue;
-        };
-        if due > now {
-            continue;
-        }
-        {
-            let mut running = lock(&shared.running);
-            if running.contains(&installation.id) {
-                continue;
-            }
-            if running.len() >= shared.config.max_concurrent_syncs {
-                break;
-            }
-            running.insert(installation.id.clone());
-        }
-        lock(&shared.attempted).insert(installation.id.clone(), now);
         let shared = shared.clone();
-        let entry = entry.clone();
         let stop = shutdown.child_token();
         syncs.spawn(async move {
-            let id = installation.id.clone();
-            sync_one(&shared, &entry, &installation, stop).await;
-            lock(&shared.running).remove(&id);
+            let claimed_at = now;
+            let heartbeat = tokio::spawn(heartbeat(shared.clone(), installation.id.clone()));
+            let interrupted = sync_one(&shared, &entry, &installation, stop).await;
+            heartbeat.abort();
+            let schedule = installation.settings.get(SCHEDULE_SETTING).map(String::as_str);
+            let next = if interrupted {
+                Some(shared.clock().now())
+            } else {
+                next_due(&installation.id, schedule, Some(claimed_at), claimed_at)
+            };
+            if let Err(error) = shared
+                .store()
+                .finish_job(&installation.id, &shared.config.worker_id, next)
+                .await
+            {
+                tracing::warn!(installation = %installation.id, %error, "Could not release a sync job; it is due again when its claim lapses.");
+            }
         });
     }
     Ok(())
 }
 
-/// One scheduled sync, logged and counted; never panics the scheduler.
+/// Extends this worker's claim on the job while its sync runs.
+async fn heartbeat(shared: Arc<Shared>, installation: String) {
+    let every = shared.config.lease / 3;
+    loop {
+        tokio::time::sleep(every).await;
+        let until = plus(shared.clock().now(), shared.config.lease);
+        match shared
+            .store()
+            .extend_claim(&installation, &shared.config.worker_id, until)
+            .await
+        {
+            Ok(true) => {}
+            Ok(false) => break,
+            Err(error) => {
+                tracing::warn!(%installation, %error, "Extending a sync job claim failed.")
+            }
+        }
+    }
+}
+
+fn plus(at: Timestamp, duration: Duration) -> Timestamp {
+    jiff::SignedDuration::try_from(duration)
+        .ok()
+        .and_then(|d| at.checked_add(d).ok())
+        .unwrap_or(Timestamp::MAX)
+}
+
+/// One scheduled sync, logged and counted; never panics the scheduler. True when it was
+/// interrupted by a shutdown (its job is due again at once).
 async fn sync_one(
     shared: &Shared,
     entry: &ConnectorEntry,
     installation: &Installation,
     stop: CancellationToken,
-) {
+) -> bool {
     let connector = entry.manifest.id.as_str();
     shared.metrics.sync_started();
     let app = shared.oauth_app(connector);
@@ -153,13 +181,16 @@ async fn sync_one(
                 ),
             }
             shared.metrics.sync_finished(connector, "refused", None);
-            return;
+            return false;
         }
     };
     let options = SyncOptions {
         base_url: shared.config.upstreams.get(connector).cloned(),
         token_source: loaded.token_source,
         stop: Some(stop),
+        lease: shared.config.lease,
+        heartbeat: Some(shared.config.lease / 3),
+        shared_rate_limit: true,
         ..SyncOptions::default()
     };
     let result = shared
@@ -182,6 +213,7 @@ async fn sync_one(
             shared
                 .metrics
                 .sync_finished(connector, "succeeded", Some(&summary));
+            false
         }
         Err(RunError::Interrupted { summary }) => {
             tracing::info!(
@@ -192,6 +224,7 @@ async fn sync_one(
             shared
                 .metrics
                 .sync_finished(connector, "interrupted", Some(&summary));
+            true
         }
         Err(RunError::Failed { summary, error }) => {
             tracing::warn!(
@@ -201,20 +234,17 @@ async fn sync_one(
             shared
                 .metrics
                 .sync_finished(connector, "failed", Some(&summary));
+            false
         }
         Err(error @ RunError::AlreadyRunning { .. }) => {
             tracing::debug!(%error, "Scheduled sync skipped: another process is running it.");
             shared.metrics.sync_finished(connector, "refused", None);
+            false
         }
         Err(error) => {
             tracing::warn!(tenant = %installation.tenant_id, installation = %installation.id, %error, "Scheduled sync refused.");
             shared.metrics.sync_finished(connector, "refused", None);
+            false
         }
     }
-}
-
-fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }

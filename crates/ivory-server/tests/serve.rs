@@ -336,7 +336,9 @@ async fn webhook_ingress_accepts_once_and_refuses_replays_tampering_and_oversize
         "{answer}"
     );
 
-    // Health and metrics.
+    // Health and metrics, on a new connection (the server closes one whose body it refused
+    // to read).
+    let client = reqwest::Client::new();
     let health = client
         .get(server.base.join("/healthz").expect("url"))
         .send()

@@ -14,6 +14,7 @@ pub(crate) mod scaffold;
 pub(crate) mod serve;
 pub(crate) mod sync;
 pub(crate) mod webhook;
+pub(crate) mod worker;
 pub(crate) mod workflows;
 
 use std::process::ExitCode;
@@ -38,6 +39,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Records(cmd) => records::run(&cli.db, cmd),
         Command::Workflows(cmd) => workflows::run(&cli.db, cmd),
         Command::Serve(args) => serve::run(&cli.db, &args),
+        Command::Worker(args) => worker::run(&cli.db, &args),
         Command::Demo(args) => demo::run(&cli.db, &args),
         Command::Outbox(cmd) => outbox::run(&cli.db, cmd),
         Command::Dsar(cmd) => dsar::run(&cli.db, cmd),

@@ -25,24 +25,10 @@ use super::{runtime, usage_error, vault_for};
 use crate::cli::ServeArgs;
 
 pub(crate) fn run(db: &str, args: &ServeArgs) -> anyhow::Result<ExitCode> {
-    let mut upstreams = HashMap::new();
-    for pair in &args.upstreams {
-        let Some((id, url)) = pair.split_once('=') else {
-            return Ok(usage_error(format!(
-                "--upstream {pair:?}: expected CONNECTOR=URL"
-            )));
-        };
-        if builtin(id).is_none() {
-            return Ok(usage_error(format!(
-                "--upstream {pair:?}: unknown connector {id:?} (built-in: {})",
-                BUILTIN_IDS.join(", ")
-            )));
-        }
-        match Url::parse(url) {
-            Ok(url) => upstreams.insert(id.to_owned(), url),
-            Err(e) => return Ok(usage_error(format!("--upstream {pair:?}: {e}"))),
-        };
-    }
+    let upstreams = match parse_upstreams(&args.upstreams) {
+        Ok(upstreams) => upstreams,
+        Err(message) => return Ok(usage_error(message)),
+    };
     let public_url = match args.public_url.as_deref().map(Url::parse).transpose() {
         Ok(url) => url,
         Err(e) => return Ok(usage_error(format!("--public-url: {e}"))),
@@ -77,12 +63,7 @@ pub(crate) fn run(db: &str, args: &ServeArgs) -> anyhow::Result<ExitCode> {
         dsar,
         ..ServerConfig::default()
     };
-    let mut connectors = Connectors::default();
-    for id in BUILTIN_IDS {
-        if let Some(builtin) = builtin(id) {
-            connectors.add(builtin.manifest, builtin.connector);
-        }
-    }
+    let connectors = builtin_connectors();
     let vault = Arc::new(vault_for(db)?);
     runtime()?.block_on(async {
         let store = Store::open(db).await?;
@@ -111,8 +92,38 @@ pub(crate) fn run(db: &str, args: &ServeArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
+/// `CONNECTOR=URL` pairs of `--upstream`, checked: a usage message when one is malformed.
+pub(crate) fn parse_upstreams(pairs: &[String]) -> Result<HashMap<String, Url>, String> {
+    let mut upstreams = HashMap::new();
+    for pair in pairs {
+        let Some((id, url)) = pair.split_once('=') else {
+            return Err(format!("--upstream {pair:?}: expected CONNECTOR=URL"));
+        };
+        if builtin(id).is_none() {
+            return Err(format!(
+                "--upstream {pair:?}: unknown connector {id:?} (built-in: {})",
+                BUILTIN_IDS.join(", ")
+            ));
+        }
+        let url = Url::parse(url).map_err(|e| format!("--upstream {pair:?}: {e}"))?;
+        upstreams.insert(id.to_owned(), url);
+    }
+    Ok(upstreams)
+}
+
+/// Every built-in connector, for a server or a worker.
+pub(crate) fn builtin_connectors() -> Connectors {
+    let mut connectors = Connectors::default();
+    for id in BUILTIN_IDS {
+        if let Some(builtin) = builtin(id) {
+            connectors.add(builtin.manifest, builtin.connector);
+        }
+    }
+    connectors
+}
+
 /// Cancels `shutdown` on SIGTERM or ctrl-c.
-async fn stop_on_signal(shutdown: CancellationToken) {
+pub(crate) async fn stop_on_signal(shutdown: CancellationToken) {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};

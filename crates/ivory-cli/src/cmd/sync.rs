@@ -41,6 +41,8 @@ pub(crate) fn run(db: &str, args: &SyncArgs) -> anyhow::Result<ExitCode> {
             ..RetryPolicy::default()
         },
         progress: progress.clone().map(|p| Arc::new(p) as Arc<dyn Progress>),
+        // Share the installation's rate limit with workers and servers on the same store.
+        shared_rate_limit: true,
         ..SyncOptions::default()
     };
     runtime()?.block_on(async {

@@ -11,7 +11,9 @@ mod credentials;
 mod full_pass;
 mod governance;
 mod installations;
+mod jobs;
 mod outbound;
+mod rate_limits;
 mod records;
 mod replay;
 mod runs;
@@ -32,6 +34,7 @@ pub use governance::{
 pub use installations::Installation;
 pub(crate) use installations::validate_tenant;
 pub use outbound::RunOutbound;
+pub use rate_limits::StoreRateLimit;
 pub use records::{CommitScope, ExportedRecord, Fence, InstallationSink, Tombstones};
 pub use runs::{LockHolder, NewRun, RunRecord, RunStatus, RunTotals};
 

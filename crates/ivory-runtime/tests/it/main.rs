@@ -10,6 +10,7 @@ mod objects;
 mod oidc;
 mod outbox;
 mod replay;
+mod shared_rate;
 mod support;
 mod sync;
 mod vault;

@@ -103,6 +103,25 @@ pub struct FetchConfig {
     /// pacing or backoff wait ends at once, with [`FetchError::Stopped`]. As every page is a
     /// request, a sync stops at a page boundary; what it committed stays.
     pub stop: Option<CancellationToken>,
+    /// The installation's rate limit as shared with every other process syncing it (the
+    /// platform's store): each request also reserves a slot there, and a 429 holds everyone
+    /// back. `None`: this fetcher's own pacing only.
+    pub shared_rate_limit: Option<Arc<dyn SharedRateLimit>>,
+}
+
+/// A rate limit shared by processes: GCRA state kept where they all see it (the platform keeps
+/// it in its store). The fetcher still paces itself; this adds the other processes' requests.
+pub trait SharedRateLimit: Send + Sync + std::fmt::Debug {
+    /// Reserves the next slot of a GCRA with this `interval` and burst `tolerance`; returns
+    /// how long to wait before sending. An error is logged and the request goes on under the
+    /// fetcher's own pacing (the store being down fails the sync's commit anyway).
+    fn reserve(
+        &self,
+        interval: Duration,
+        tolerance: Duration,
+    ) -> crate::connector::BoxFuture<'_, Result<Duration, String>>;
+    /// Holds every process's requests back for `wait` (an upstream's `Retry-After`).
+    fn block_for(&self, wait: Duration) -> crate::connector::BoxFuture<'_, ()>;
 }
 
 impl FetchConfig {
@@ -118,6 +137,7 @@ impl FetchConfig {
             auth: None,
             jitter_seed: None,
             stop: None,
+            shared_rate_limit: None,
         }
     }
 
@@ -179,6 +199,7 @@ struct Inner {
     rng: Mutex<StdRng>,
     max_body_bytes: usize,
     stop: CancellationToken,
+    shared: Option<Arc<dyn SharedRateLimit>>,
 }
 
 impl Fetcher {
@@ -226,6 +247,7 @@ impl Fetcher {
                 rng: Mutex::new(rng),
                 max_body_bytes: config.http.max_body_bytes,
                 stop: config.stop.unwrap_or_default(),
+                shared: config.shared_rate_limit,
             }),
         })
     }
@@ -341,6 +363,23 @@ impl Fetcher {
                 slept = inner.pacer.acquire() => slept,
             };
             inner.counters.add_sleep(slept);
+            if let Some(shared) = &inner.shared {
+                let (interval, tolerance) = inner.pacer.shape();
+                match shared.reserve(interval, tolerance).await {
+                    Ok(wait) if wait > Duration::ZERO => {
+                        tokio::select! {
+                            biased;
+                            () = inner.stop.cancelled() => return Err(stopped()),
+                            () = inner.clock.sleep(wait) => {}
+                        }
+                        inner.counters.add_sleep(wait);
+                    }
+                    Ok(_) => {}
+                    Err(error) => {
+                        tracing::warn!(%error, "The shared rate limit is unavailable; pacing this process alone.")
+                    }
+                }
+            }
             // Asked before every attempt: a refresh during a backoff is picked up.
             let token = match (&inner.auth, req.auth) {
                 (Some(source), true) => {
@@ -429,6 +468,9 @@ impl Fetcher {
                     if status == Some(429) {
                         // Everyone of this installation waits, not just this request.
                         inner.pacer.block_for(delay);
+                        if let Some(shared) = &inner.shared {
+                            shared.block_for(delay).await;
+                        }
                     } else {
                         tokio::select! {
                             biased;

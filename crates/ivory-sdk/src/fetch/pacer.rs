@@ -58,6 +58,12 @@ impl Gcra {
         self.interval
     }
 
+    /// How far ahead of its theoretical time a request may go (the burst: `(b − 1) ×
+    /// interval`).
+    pub fn tolerance(&self) -> Duration {
+        self.tolerance
+    }
+
     /// Reserves the earliest slot at or after `now` (time since the clock's origin) and returns
     /// how long to wait before sending.
     pub fn reserve(&mut self, now: Duration) -> Duration {
@@ -99,6 +105,15 @@ impl Pacer {
             state: Mutex::new(Gcra::new(per_minute, burst)),
             clock,
         }
+    }
+
+    /// The GCRA's interval and tolerance (for a limiter shared with other processes).
+    pub fn shape(&self) -> (Duration, Duration) {
+        let state = self
+            .state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        (state.interval(), state.tolerance())
     }
 
     /// Waits for this request's slot; returns the time slept.
