@@ -13,26 +13,36 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
-    init_tracing(cli.verbose);
-    match cmd::run(cli) {
+    let telemetry = init_telemetry(&cli);
+    let code = match cmd::run(cli) {
         Ok(code) => code,
         Err(error) => {
             eprintln!("error: {error:#}");
             ExitCode::from(1)
         }
-    }
+    };
+    // Flushes the last spans and metrics (bounded by the exporter timeout) before exiting.
+    drop(telemetry);
+    code
 }
 
-fn init_tracing(verbose: u8) {
-    use tracing_subscriber::EnvFilter;
-    let default = match verbose {
+/// Logs, traces and metrics (`ivory-telemetry`: `OTEL_EXPORTER_OTLP_ENDPOINT`,
+/// `OTEL_SERVICE_NAME`, `DEPLOY_ENV`, `IVORY_LOG_FORMAT`, `IVORY_LOG`). A service (`ivory serve`)
+/// logs to stdout, as the platform's log collection expects; every other command logs to
+/// stderr, its stdout being its result.
+fn init_telemetry(cli: &cli::Cli) -> ivory_telemetry::Telemetry {
+    let default = match cli.verbose {
         0 => "warn",
         1 => "info",
         _ => "debug",
     };
-    let filter = EnvFilter::try_from_env("IVORY_LOG").unwrap_or_else(|_| EnvFilter::new(default));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+    let output = if matches!(cli.command, cli::Command::Serve(_)) {
+        ivory_telemetry::LogOutput::Stdout
+    } else {
+        ivory_telemetry::LogOutput::Stderr
+    };
+    ivory_telemetry::init(ivory_telemetry::Options {
+        default_filter: default.to_owned(),
+        output,
+    })
 }

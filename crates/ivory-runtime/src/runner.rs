@@ -268,10 +268,12 @@ impl Runner {
 
         let span = tracing::info_span!(
             "sync",
-            tenant = %tenant,
+            tenant_id = %tenant,
             connector = %manifest.id,
             installation = %installation.id,
             run_id = %run_id,
+            outcome = tracing::field::Empty,
+            otel.status_code = tracing::field::Empty,
         );
         let heartbeat = options.heartbeat.map(|every| {
             let store = self.store.clone();
@@ -484,6 +486,14 @@ impl Runner {
             }
             Err(error) => tracing::warn!(%error, "Sync failed."),
         }
+        let span = tracing::Span::current();
+        match &result {
+            Ok(()) => span.record("outcome", "succeeded"),
+            Err(error) if error.is_stopped() => span.record("outcome", "interrupted"),
+            Err(_) => span
+                .record("outcome", "failed")
+                .record("otel.status_code", "error"),
+        };
         let summary = SyncSummary {
             run_id: run_id.to_owned(),
             tenant: tenant.to_owned(),

@@ -22,6 +22,7 @@ use ivory_sdk::manifest::{CursorKind, Manifest};
 use ivory_sdk::webhook::{Delivery, Rejection, Scheme, Verifier, VerifierConfig};
 use ivory_sdk::{Context, ContextParts, Credentials, DynConnector, Secret, WebhookEvent};
 use serde_json::Value;
+use tracing::Instrument;
 
 use crate::runner::{Runner, SyncOptions};
 use crate::store::{InstallationSink, StoreError, WebhookSecretSource, query_error, to_ms};
@@ -86,6 +87,53 @@ impl Runner {
         vault: &Vault,
         platform_app_secret: Option<&Secret>,
     ) -> Result<Ingested, IngestError> {
+        // One span per delivery (traces and the webhook RED metrics, see ivory-telemetry).
+        let span = tracing::info_span!(
+            "webhook",
+            otel.kind = "server",
+            connector = %manifest.id,
+            installation = %installation_id,
+            tenant_id = tracing::field::Empty,
+            outcome = tracing::field::Empty,
+            otel.status_code = tracing::field::Empty,
+        );
+        let result = self
+            .ingest_webhook_in_span(
+                installation_id,
+                manifest,
+                connector,
+                delivery,
+                vault,
+                platform_app_secret,
+            )
+            .instrument(span.clone())
+            .await;
+        let outcome = match &result {
+            Ok(Ingested::Accepted { .. }) => "accepted",
+            Ok(Ingested::Replayed) => "replayed",
+            Ok(Ingested::Duplicate { .. }) => "duplicate",
+            Err(IngestError::Rejected(_)) => "rejected",
+            Err(IngestError::UnknownInstallation(_) | IngestError::NotConfigured { .. }) => {
+                "refused"
+            }
+            Err(_) => "failed",
+        };
+        span.record("outcome", outcome);
+        if outcome == "failed" {
+            span.record("otel.status_code", "error");
+        }
+        result
+    }
+
+    async fn ingest_webhook_in_span(
+        &self,
+        installation_id: &str,
+        manifest: &Manifest,
+        connector: &dyn DynConnector,
+        delivery: &Delivery,
+        vault: &Vault,
+        platform_app_secret: Option<&Secret>,
+    ) -> Result<Ingested, IngestError> {
         let store = self.store();
         let now = self.clock().now();
         let installation = store
@@ -93,6 +141,7 @@ impl Runner {
             .await?
             .filter(|i| i.status == "active" && i.connector_id == manifest.id)
             .ok_or_else(|| IngestError::UnknownInstallation(installation_id.to_owned()))?;
+        tracing::Span::current().record("tenant_id", installation.tenant_id.as_str());
         let not_configured = |reason: &str| IngestError::NotConfigured {
             installation: installation.id.clone(),
             reason: reason.to_owned(),

@@ -126,6 +126,8 @@ struct Shared {
     /// The system time when `started` was taken.
     started_wall: std::time::SystemTime,
     hung: Notify,
+    /// The W3C `traceparent` header of every request that carried one, in arrival order.
+    traceparents: Mutex<Vec<String>>,
 }
 
 /// The running fake. Dropping it stops the server.
@@ -206,11 +208,16 @@ impl ItemsUpstream {
             started: tokio::time::Instant::now(),
             started_wall: std::time::SystemTime::now(),
             hung: Notify::new(),
+            traceparents: Mutex::new(Vec::new()),
         });
         let app = Router::new()
             .route("/v1/items", get(list))
             .route("/v1/items/changes", get(changes))
             .fallback(unexpected)
+            .layer(axum::middleware::from_fn_with_state(
+                shared.clone(),
+                record_traceparent,
+            ))
             .with_state(shared.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
@@ -292,6 +299,15 @@ impl ItemsUpstream {
         }
     }
 
+    /// The `traceparent` headers received, in arrival order.
+    pub fn traceparents(&self) -> Vec<String> {
+        self.shared
+            .traceparents
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
     /// Every request served so far.
     pub fn requests(&self) -> Vec<LoggedRequest> {
         self.lock().log.clone()
@@ -317,6 +333,26 @@ impl ItemsUpstream {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+}
+
+/// Notes the request's `traceparent` (trace-context propagation tests).
+async fn record_traceparent(
+    State(shared): State<Arc<Shared>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if let Some(value) = request
+        .headers()
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok())
+    {
+        shared
+            .traceparents
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(value.to_owned());
+    }
+    next.run(request).await
 }
 
 /// Decides the fate of one request: a scripted fault, a rate-limit 429, a hang, or `None` to

@@ -9,4 +9,6 @@ pub mod connectors;
 pub mod hubspot;
 pub mod items;
 pub mod oauth;
+#[cfg(feature = "otlp")]
+pub mod otlp;
 pub mod stripe;

@@ -6,6 +6,7 @@ use ivory_sdk::manifest::Action;
 use jiff::Timestamp;
 use serde_json::{Value, json};
 use sqlx::Row;
+use tracing::Instrument;
 
 use super::WorkflowError;
 use super::model::{
@@ -230,6 +231,16 @@ impl Store {
         claim: Claim,
         now: Timestamp,
     ) -> BoxFuture<'a, Result<WorkflowRun, StoreError>> {
+        // One span per run (traces and the workflow RED metrics, see ivory-telemetry).
+        let span = tracing::info_span!(
+            "workflow",
+            run_id = %run_id,
+            tenant_id = tracing::field::Empty,
+            workflow = tracing::field::Empty,
+            outcome = tracing::field::Empty,
+            otel.status_code = tracing::field::Empty,
+        );
+        let current = span.clone();
         Box::pin(async move {
             let claim_sql = match claim {
                 Claim::Pending => {
@@ -252,6 +263,7 @@ impl Store {
             // the other connections may all be queued on the write lock (a deadlock until the
             // busy timeout).
             let Some(attempt) = attempt else {
+                current.record("outcome", "skipped");
                 tx.rollback()
                     .await
                     .map_err(query_error("release workflow run"))?;
@@ -268,11 +280,15 @@ impl Store {
                     .await
                     .map_err(query_error("read workflow run"))?;
                 let run = decode_run(&row)?;
+                current
+                    .record("tenant_id", run.tenant_id.as_str())
+                    .record("workflow", run.workflow.as_str());
                 let catalog = ObjectCatalog::load(&mut tx, &run.tenant_id).await?;
                 match perform(&mut tx, &catalog, &run, attempt, now).await {
                     Ok(effects) => {
                         self.finish_success(tx, &catalog, &run, attempt, &effects, now)
                             .await?;
+                        current.record("outcome", "succeeded");
                         for child in &effects.children {
                             if let Err(error) = self.execute_run(child, Claim::Pending, now).await {
                                 tracing::warn!(run = %child, %error, "Triggered workflow run could not execute; it stays pending.");
@@ -280,6 +296,9 @@ impl Store {
                         }
                     }
                     Err(Failure(message)) => {
+                        current
+                            .record("outcome", "failed")
+                            .record("otel.status_code", "error");
                         // Every effect of the attempt goes.
                         tx.rollback()
                             .await
@@ -293,7 +312,8 @@ impl Store {
                 what: "workflow run",
                 message: format!("run {run_id} vanished"),
             })
-        })
+        }
+        .instrument(span))
     }
 
     async fn finish_success(

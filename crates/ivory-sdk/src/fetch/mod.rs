@@ -12,12 +12,17 @@
 //!    [`FetchError`];
 //! 5. counts requests, retries, 429s, time slept and pages ([`FetchStats`]).
 //!
+//! Every request runs in a `fetch` tracing span (method, URL without its query, final status,
+//! retries, `outcome`); with a [`TraceContext`] each attempt carries the W3C `traceparent` of
+//! that span upstream.
+//!
 //! All waiting goes through the injected [`Clock`], so tests run on tokio's paused time.
 
 mod auth;
 mod error;
 mod pacer;
 mod retry;
+mod trace;
 
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -32,16 +37,21 @@ use rand::{Rng, SeedableRng};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 use url::Url;
 
 pub use auth::{AuthError, StaticToken, Token, TokenSource};
 pub use error::FetchError;
 pub use pacer::{Gcra, Pacer, SAFETY_MARGIN};
 pub use retry::{Decision, GiveUp, Outcome, RetryPolicy, RetryReason, parse_retry_after};
+pub use trace::{TraceContext, install_trace_context, installed_trace_context};
 
 use crate::clock::Clock;
 use crate::secret::Secret;
 use error::{display_url, snippet};
+
+/// The W3C trace-context header.
+const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
 
 /// Settings of the underlying HTTP client.
 #[derive(Debug, Clone)]
@@ -107,6 +117,9 @@ pub struct FetchConfig {
     /// platform's store): each request also reserves a slot there, and a 429 holds everyone
     /// back. `None`: this fetcher's own pacing only.
     pub shared_rate_limit: Option<Arc<dyn SharedRateLimit>>,
+    /// Supplies the W3C `traceparent` sent with every attempt; `new` takes the process-wide
+    /// one ([`install_trace_context`]). `None`: no header.
+    pub trace_context: Option<TraceContext>,
 }
 
 /// A rate limit shared by processes: GCRA state kept where they all see it (the platform keeps
@@ -138,6 +151,7 @@ impl FetchConfig {
             jitter_seed: None,
             stop: None,
             shared_rate_limit: None,
+            trace_context: installed_trace_context(),
         }
     }
 
@@ -200,6 +214,7 @@ struct Inner {
     max_body_bytes: usize,
     stop: CancellationToken,
     shared: Option<Arc<dyn SharedRateLimit>>,
+    trace_context: Option<TraceContext>,
 }
 
 impl Fetcher {
@@ -248,6 +263,7 @@ impl Fetcher {
                 max_body_bytes: config.http.max_body_bytes,
                 stop: config.stop.unwrap_or_default(),
                 shared: config.shared_rate_limit,
+                trace_context: config.trace_context,
             }),
         })
     }
@@ -348,6 +364,39 @@ impl Fetcher {
         let inner = &*self.inner;
         inner.hosts.check(&req.url)?;
         let shown = display_url(&req.url);
+        let span = tracing::info_span!(
+            "fetch",
+            otel.kind = "client",
+            otel.status_code = tracing::field::Empty,
+            http.request.method = %req.method,
+            url.full = %shown,
+            http.response.status_code = tracing::field::Empty,
+            retries = tracing::field::Empty,
+            outcome = tracing::field::Empty,
+        );
+        let result = self
+            .execute_in_span(req, shown)
+            .instrument(span.clone())
+            .await;
+        let (status, failure) = match &result {
+            Ok(resp) => (Some(resp.status), None),
+            Err(error) => (error.status(), Some(error)),
+        };
+        if let Some(status) = status {
+            span.record("http.response.status_code", status);
+        }
+        match failure {
+            None => span.record("outcome", "ok"),
+            Some(FetchError::Stopped { .. }) => span.record("outcome", "stopped"),
+            Some(_) => span
+                .record("outcome", "error")
+                .record("otel.status_code", "error"),
+        };
+        result
+    }
+
+    async fn execute_in_span(&self, req: Prepared, shown: String) -> Result<Response, FetchError> {
+        let inner = &*self.inner;
         let method = req.method.to_string();
         let mut retries = 0u32;
         let mut seen_429 = 0u32;
@@ -416,6 +465,7 @@ impl Fetcher {
                     tracing::debug!(url = %shown, "Credential refreshed after a 401; sending again.");
                     retries += 1;
                     inner.counters.retries.fetch_add(1, Ordering::Relaxed);
+                    tracing::Span::current().record("retries", retries);
                     continue;
                 }
             }
@@ -465,6 +515,7 @@ impl Fetcher {
                     );
                     retries += 1;
                     inner.counters.retries.fetch_add(1, Ordering::Relaxed);
+                    tracing::Span::current().record("retries", retries);
                     if status == Some(429) {
                         // Everyone of this installation waits, not just this request.
                         inner.pacer.block_for(delay);
@@ -519,6 +570,14 @@ impl Fetcher {
             let header =
                 auth::bearer_header(token).map_err(|e| AttemptError::Credential(e.message))?;
             builder = builder.header(AUTHORIZATION, header);
+        }
+        if let Some(traceparent) = inner
+            .trace_context
+            .as_ref()
+            .and_then(TraceContext::traceparent)
+            && let Ok(value) = HeaderValue::from_str(&traceparent)
+        {
+            builder = builder.header(TRACEPARENT, value);
         }
         if let Some(body) = &req.body {
             builder = builder.body(body.clone());
