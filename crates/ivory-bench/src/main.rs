@@ -12,6 +12,8 @@
 //!   (`scripts/bench_peer/`).
 //! - `pacing`: a fake enforcing R requests/minute with 429s, a connector declaring R, real time.
 //! - `store`: batched upserts straight into the store.
+//! - `workers`: scheduled syncs per minute with 1, 2 and 4 `ivory worker` processes on one
+//!   PostgreSQL (needs `cargo build --release -p ivory-cli` first; not part of `all`).
 //!
 //! Not part of `cargo test` (one fast smoke test runs a tiny `throughput` and `store`).
 
@@ -24,6 +26,7 @@ mod proc_stats;
 mod report;
 mod store;
 mod throughput;
+mod workers;
 
 use std::process::ExitCode;
 use std::time::Instant;
@@ -55,6 +58,8 @@ enum Cmd {
     Pacing(pacing::PacingArgs),
     /// Batched upserts per second into the store.
     Store(store::StoreArgs),
+    /// Scheduled syncs per minute with 1, 2, 4 `ivory worker` processes on PostgreSQL.
+    Workers(workers::WorkersArgs),
     /// (internal) The fake upstream process.
     #[command(hide = true)]
     Serve(fake::ServeArgs),
@@ -102,6 +107,7 @@ fn main() -> ExitCode {
         Cmd::Peer(args) => peer::run(&args).map(|rows| print!("{}", report::peers(&rows, None))),
         Cmd::Pacing(args) => pacing::run(&args).map(|r| print!("{}", report::pacing(&r))),
         Cmd::Store(args) => store::run(&args).map(|phases| print!("{}", report::store(&phases))),
+        Cmd::Workers(args) => workers::run(&args).map(|rows| print!("{}", report::workers(&rows))),
         Cmd::Serve(args) => fake::serve(&args),
         Cmd::SyncChild(args) => child::run(&args, started),
     };

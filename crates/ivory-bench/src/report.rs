@@ -7,6 +7,7 @@ use crate::pacing::PacingResult;
 use crate::peer::PeerRow;
 use crate::store::StorePhase;
 use crate::throughput::ThroughputRow;
+use crate::workers::WorkersRow;
 
 fn mib(kib: u64) -> f64 {
     kib as f64 / 1024.0
@@ -173,6 +174,26 @@ pub(crate) fn store(phases: &[StorePhase]) -> String {
             p.p50_ms,
             p.p99_ms,
             p.max_ms,
+        );
+    }
+    out
+}
+
+/// The workers table.
+pub(crate) fn workers(rows: &[WorkersRow]) -> String {
+    let mut out = String::from(
+        "| workers | syncs at once per worker | syncs in the window | window (s) | syncs per minute | per worker |\n|---:|---:|---:|---:|---:|---:|\n",
+    );
+    for row in rows {
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {:.1} | {:.0} | {:.0} |",
+            row.workers,
+            row.concurrency,
+            row.syncs,
+            row.seconds,
+            row.per_minute(),
+            row.per_minute() / row.workers as f64
         );
     }
     out
