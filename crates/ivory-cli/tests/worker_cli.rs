@@ -239,3 +239,104 @@ async fn a_worker_killed_mid_sync_is_taken_over_and_the_result_is_exact() {
     );
     w.store.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn install_sync_export_and_serve_work_unchanged_on_postgres() {
+    let url = fresh_database().await;
+    let key = MasterKeys::generate_key().expect("key").expose().to_owned();
+    let upstream = ItemsUpstream::start(250, 3, 16).await.expect("upstream");
+    let run = |args: Vec<String>| {
+        let url = url.clone();
+        let key = key.clone();
+        tokio::task::spawn_blocking(move || {
+            StdCommand::cargo_bin("ivory")
+                .expect("binary")
+                .args(["--db", &url])
+                .args(&args)
+                .env("IVORY_MASTER_KEY", &key)
+                .output()
+                .expect("runs")
+        })
+    };
+    let args = |s: &[&str]| s.iter().map(|a| (*a).to_owned()).collect::<Vec<_>>();
+    let installed = run(args(&[
+        "install",
+        "example-items",
+        "--tenant",
+        "acme",
+        "--approve",
+    ]))
+    .await
+    .expect("join");
+    assert!(
+        installed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&installed.stderr)
+    );
+    let base = upstream.base_url().to_string();
+    let synced = run(args(&[
+        "sync",
+        "example-items",
+        "--tenant",
+        "acme",
+        "--json",
+        "--base-url",
+        &base,
+    ]))
+    .await
+    .expect("join");
+    assert!(
+        synced.status.success(),
+        "{}",
+        String::from_utf8_lossy(&synced.stderr)
+    );
+    let summary: serde_json::Value = serde_json::from_slice(&synced.stdout).expect("json");
+    assert_eq!(summary["records_created"], 250, "{summary}");
+    let exported = run(args(&[
+        "records", "export", "--tenant", "acme", "--kind", "item",
+    ]))
+    .await
+    .expect("join");
+    assert_eq!(
+        String::from_utf8_lossy(&exported.stdout).lines().count(),
+        250
+    );
+    let listed = run(args(&[
+        "installations",
+        "list",
+        "--tenant",
+        "acme",
+        "--json",
+    ]))
+    .await
+    .expect("join");
+    let listed: serde_json::Value = serde_json::from_slice(&listed.stdout).expect("json");
+    assert_eq!(listed[0]["status"], "active", "{listed}");
+
+    // Without the master key, a PostgreSQL store is refused with a clear message.
+    let url2 = url.clone();
+    let refused = tokio::task::spawn_blocking(move || {
+        StdCommand::cargo_bin("ivory")
+            .expect("binary")
+            .args([
+                "--db",
+                &url2,
+                "install",
+                "example-items",
+                "--tenant",
+                "other",
+                "--approve",
+            ])
+            .env_remove("IVORY_MASTER_KEY")
+            .output()
+            .expect("runs")
+    })
+    .await
+    .expect("join");
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("IVORY_MASTER_KEY must be set"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+}

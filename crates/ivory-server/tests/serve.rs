@@ -543,3 +543,136 @@ async fn shutdown_stops_a_sync_at_a_page_boundary_and_the_next_run_completes_it_
         "no record written twice"
     );
 }
+
+/// A fresh database on the machine's PostgreSQL (`IVORY_TEST_PG` overrides the server).
+async fn fresh_pg() -> String {
+    use sqlx::Connection;
+    let server = std::env::var("IVORY_TEST_PG")
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "postgres://postgres@127.0.0.1".into());
+    let name = format!("ivory_t_{}", uuid::Uuid::new_v4().simple());
+    let mut admin = sqlx::PgConnection::connect(&format!("{server}/postgres"))
+        .await
+        .expect("the PostgreSQL server (.ci/run starts it)");
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&mut admin)
+        .await
+        .expect("create database");
+    admin.close().await.ok();
+    format!("{server}/{name}")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_servers_on_one_postgres_store_process_an_event_once() {
+    let url = fresh_pg().await;
+    let key = MasterKeys::generate_key().expect("key");
+    let open = || async {
+        let store = Store::open(&url).await.expect("store");
+        let vault = Arc::new(Vault::new(
+            MasterKeys::from_env_value(key.expose()).expect("keys"),
+        ));
+        (store, vault)
+    };
+    let dir = tempfile::tempdir().expect("dir");
+    let (store_a, vault_a) = open().await;
+    let env_a = Env {
+        _dir: dir,
+        store: store_a,
+        vault: vault_a,
+    };
+    let manifest = ivory_connector_stripe::manifest().clone();
+    let installation = install(&env_a, &manifest, &[("schedule", "off")]).await;
+    let record = env_a
+        .store
+        .installation_by_id(&installation)
+        .await
+        .expect("read")
+        .expect("exists");
+    env_a
+        .store
+        .set_webhook_secret(
+            &record,
+            &Secret::new(WEBHOOK_SECRET),
+            WebhookSecretSource::Tenant,
+            &env_a.vault,
+            &Actor::User("admin".into()),
+            Clock::system().now(),
+        )
+        .await
+        .expect("secret");
+    // A second process: its own pool on the same database.
+    let (store_b, vault_b) = open().await;
+    let env_b = Env {
+        _dir: tempfile::tempdir().expect("dir"),
+        store: store_b,
+        vault: vault_b,
+    };
+    let config = || ServerConfig {
+        scheduler: false,
+        oauth_from_env: false,
+        ..ServerConfig::default()
+    };
+    let a = serve(&env_a, stripe_connectors(), config()).await;
+    let b = serve(&env_b, stripe_connectors(), config()).await;
+    let fake = FakeStripe::start_with_key(10, Clock::system().now().as_second(), TEST_API_KEY)
+        .await
+        .expect("fake");
+    let body =
+        serde_json::to_vec(&fake.fail_payment("in_00000003").expect("invoice")).expect("json");
+    let verifier = Verifier::new(Scheme::Stripe, WEBHOOK_SECRET).expect("verifier");
+    let client = reqwest::Client::new();
+    let path = format!("/webhooks/{installation}");
+    let (url_a, url_b) = (
+        a.base.join(&path).expect("url"),
+        b.base.join(&path).expect("url"),
+    );
+
+    // The same bytes to both at once: one accepts, the other sees a replay.
+    let signed = verifier
+        .sign(
+            Delivery::new(Default::default(), body.clone()),
+            Clock::system().now(),
+        )
+        .expect("sign");
+    let (first, second) = tokio::join!(
+        post(&client, &url_a, &signed),
+        post(&client, &url_b, &signed),
+    );
+    let mut statuses = [first.0, second.0];
+    statuses.sort_unstable();
+    assert_eq!(statuses, [200, 409], "{first:?} {second:?}");
+
+    // The upstream's retry of the same event, re-signed, to both at once: both 2xx, nothing
+    // runs twice.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let retry = verifier
+        .sign(
+            Delivery::new(Default::default(), body),
+            Clock::system().now(),
+        )
+        .expect("sign");
+    let (first, second) =
+        tokio::join!(post(&client, &url_a, &retry), post(&client, &url_b, &retry),);
+    let mut answers = [
+        (first.0, first.1["status"].as_str().unwrap_or("").to_owned()),
+        (
+            second.0,
+            second.1["status"].as_str().unwrap_or("").to_owned(),
+        ),
+    ];
+    answers.sort();
+    assert_eq!(
+        answers,
+        [(200, "duplicate".to_owned()), (409, "replayed".to_owned())],
+        "{first:?} {second:?}"
+    );
+    let runs = env_a.store.workflow_runs(TENANT).await.expect("runs");
+    assert_eq!(
+        runs.len(),
+        1,
+        "the workflow ran once across both servers: {runs:?}"
+    );
+    a.shutdown().await;
+    b.shutdown().await;
+}
