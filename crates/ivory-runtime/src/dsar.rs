@@ -30,7 +30,8 @@
 //! ## Suppression at commit
 //!
 //! The store's commit ([`crate::store::CommitScope`]) asks [`apply_suppressions`] about its
-//! upserts: one indexed probe when the tenant has no suppression (the common case); otherwise one
+//! upserts: one indexed probe (read with the commit's other probes in one query) when the tenant
+//! has no suppression (the common case); otherwise one
 //! indexed `IN` lookup per 400 keys of the batch. A suppressed upsert is skipped (`delete`) or
 //! stored anonymized (`anonymize`, and financial kinds always).
 
@@ -595,12 +596,33 @@ impl Store {
 /// Keys per `IN` lookup of suppressions.
 const KEY_CHUNK: usize = 400;
 
-/// The commit's upserts with suppressed ones dropped or anonymized (module docs). One indexed
-/// probe when the tenant has no suppression.
+/// A scalar subquery, for a caller's combined probe query, that is 1 when the tenant whose id is
+/// bound at the placeholder `tenant` has any DSAR suppression, else 0 (a BIGINT on both
+/// backends).
+pub(crate) fn any_suppression_sql(tenant: &str) -> String {
+    format!(
+        "(SELECT COUNT(*) FROM (SELECT 1 FROM dsar_suppressions WHERE tenant_id = {tenant} \
+         LIMIT 1) s)"
+    )
+}
+
+/// Whether the tenant has any DSAR suppression, as probed by the caller in the commit's
+/// transaction ([`any_suppression_sql`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Suppressions {
+    /// None: every upsert passes unchanged.
+    None,
+    /// Some: the upserts are checked against them.
+    Some,
+}
+
+/// The commit's upserts with suppressed ones dropped or anonymized (module docs). No query when
+/// the probe found no suppression for the tenant.
 pub(crate) async fn apply_suppressions<'r>(
     tx: &mut sqlx::Transaction<'static, sqlx::Any>,
     backend: Backend,
     tenant: &str,
+    probed: Suppressions,
     upserts: Vec<(&'r str, &'r Record)>,
 ) -> Result<Vec<(&'r str, Cow<'r, Record>)>, StoreError> {
     let borrowed = |upserts: Vec<(&'r str, &'r Record)>| {
@@ -612,13 +634,7 @@ pub(crate) async fn apply_suppressions<'r>(
     if upserts.is_empty() {
         return Ok(Vec::new());
     }
-    let any: Option<String> =
-        sqlx::query_scalar("SELECT match_key FROM dsar_suppressions WHERE tenant_id = $1 LIMIT 1")
-            .bind(tenant)
-            .fetch_optional(&mut **tx)
-            .await
-            .map_err(query_error("probe DSAR suppressions"))?;
-    if any.is_none() {
+    if probed == Suppressions::None {
         return Ok(borrowed(upserts));
     }
 

@@ -82,6 +82,16 @@ impl ObjectCatalog {
                 .fetch_optional(&mut *conn)
                 .await
                 .map_err(query_error("read object catalog stamp"))?;
+        Self::load_stamped(conn, tenant, stamp).await
+    }
+
+    /// [`load`](Self::load) with the tenant's catalog stamp already read (by the caller, in the
+    /// same transaction): the record commit reads it together with other probes in one query.
+    pub(crate) async fn load_stamped(
+        conn: &mut AnyConnection,
+        tenant: &str,
+        stamp: Option<String>,
+    ) -> Result<Arc<ObjectCatalog>, StoreError> {
         let Some(stamp) = stamp else {
             return Ok(Arc::new(ObjectCatalog::new(
                 tenant,

@@ -92,11 +92,6 @@ impl Store {
             }
         }
 
-        // Custom objects: formula fields are computed here, on every write (never trusted from
-        // the upstream), and writes of kinds watched by record-condition workflows are reported.
-        let catalog = crate::objects::ObjectCatalog::load(&mut tx, scope.tenant).await?;
-        let mut fired: Vec<String> = Vec::new();
-
         // The last op per (kind, id) wins; one statement may not touch a row twice.
         let mut last: HashMap<(&str, &str), usize> = HashMap::with_capacity(ops.len());
         for (i, op) in ops.iter().enumerate() {
@@ -122,9 +117,63 @@ impl Store {
             }
         }
 
+        // One query reads what the commit needs to know before it writes: the tenant's object
+        // catalog stamp, whether it has DSAR suppressions, and (when the first upsert chunk is
+        // of one kind) how many of that chunk's records exist already. Each statement is a
+        // round trip to sqlx's SQLite worker thread; three in one took 14 % of a sync's
+        // context switches away (BENCHMARKS.md, "Sync throughput").
+        let first_chunk = &upserts[..upserts.len().min(UPSERT_CHUNK)];
+        let first_kind = first_chunk
+            .first()
+            .map(|(kind, _)| *kind)
+            .filter(|kind| first_chunk.iter().all(|(k, _)| k == kind));
+        let probe = {
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(probe_sql(
+                self.backend(),
+                first_kind.map(|_| first_chunk.len()),
+            )))
+            .bind(scope.tenant)
+            .bind(scope.tenant);
+            if let Some(kind) = first_kind {
+                query = query.bind(scope.tenant).bind(kind);
+                for (_, record) in first_chunk {
+                    query = query.bind(record.id.as_str());
+                }
+            }
+            query
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(query_error("probe before commit"))?
+        };
+        let read = query_error("probe before commit");
+        let stamp: Option<String> = probe.try_get(0).map_err(read)?;
+        let suppressions = match probe.try_get::<i64, _>(1).map_err(read)? {
+            0 => crate::dsar::Suppressions::None,
+            _ => crate::dsar::Suppressions::Some,
+        };
+        let first_existing: Option<i64> = match first_kind {
+            Some(_) => Some(probe.try_get(2).map_err(read)?),
+            None => None,
+        };
+
+        // Custom objects: formula fields are computed here, on every write (never trusted from
+        // the upstream), and writes of kinds watched by record-condition workflows are reported.
+        let catalog =
+            crate::objects::ObjectCatalog::load_stamped(&mut tx, scope.tenant, stamp).await?;
+        let mut fired: Vec<String> = Vec::new();
+
         // DSAR erasures: a suppressed record is skipped or stored anonymized (`crate::dsar`).
-        let upserts =
-            crate::dsar::apply_suppressions(&mut tx, self.backend(), scope.tenant, upserts).await?;
+        // With none, the upserts (and so the first chunk counted above) are unchanged.
+        let upserts = crate::dsar::apply_suppressions(
+            &mut tx,
+            self.backend(),
+            scope.tenant,
+            suppressions,
+            upserts,
+        )
+        .await?;
+        let mut first_existing =
+            first_existing.filter(|_| suppressions == crate::dsar::Suppressions::None);
 
         let mut receipt = CommitReceipt::default();
         for chunk in upserts.chunks(UPSERT_CHUNK) {
@@ -134,10 +183,14 @@ impl Store {
             // SQLite worker thread, which cost more than this indexed count: BENCHMARKS.md.)
             let mut existing = 0u64;
             let mut by_kind: Vec<(&str, Vec<&str>)> = Vec::new();
-            for (kind, record) in chunk {
-                match by_kind.iter_mut().find(|(k, _)| k == kind) {
-                    Some((_, ids)) => ids.push(record.id.as_str()),
-                    None => by_kind.push((kind, vec![record.id.as_str()])),
+            if let Some(count) = first_existing.take() {
+                existing = u64::try_from(count).unwrap_or(0);
+            } else {
+                for (kind, record) in chunk {
+                    match by_kind.iter_mut().find(|(k, _)| k == kind) {
+                        Some((_, ids)) => ids.push(record.id.as_str()),
+                        None => by_kind.push((kind, vec![record.id.as_str()])),
+                    }
                 }
             }
             for (kind, ids) in &by_kind {
@@ -321,13 +374,38 @@ fn upsert_sql(backend: Backend, rows: usize) -> String {
 /// Counts the stored records (tombstones included) of one tenant and kind among `ids` ids.
 fn count_existing_sql(backend: Backend, ids: usize) -> String {
     let mut sql = String::with_capacity(128 + ids * 6);
+    push_count_existing(&mut sql, backend, 1, ids);
+    sql
+}
+
+/// The query of [`count_existing_sql`], its parameters (tenant, kind, ids) numbered from
+/// `first`.
+fn push_count_existing(sql: &mut String, backend: Backend, first: usize, ids: usize) {
     sql.push_str("SELECT COUNT(*) FROM records WHERE tenant_id = ");
-    push_placeholders(&mut sql, backend, 1, 1);
+    push_placeholders(sql, backend, first, 1);
     sql.push_str(" AND kind = ");
-    push_placeholders(&mut sql, backend, 2, 1);
+    push_placeholders(sql, backend, first + 1, 1);
     sql.push_str(" AND external_id IN (");
-    push_placeholders(&mut sql, backend, 3, ids);
+    push_placeholders(sql, backend, first + 2, ids);
     sql.push(')');
+}
+
+/// The commit's probe: the tenant's object catalog stamp (parameter 1: tenant), 1 when it has
+/// DSAR suppressions else 0 (parameter 2: tenant), and, with `count_ids`, the
+/// [`count_existing_sql`] of that many ids (parameters from 3: tenant, kind, ids).
+fn probe_sql(backend: Backend, count_ids: Option<usize>) -> String {
+    let mut sql = String::with_capacity(256 + count_ids.unwrap_or(0) * 6);
+    sql.push_str("SELECT (SELECT stamp FROM object_catalog_stamps WHERE tenant_id = ");
+    push_placeholders(&mut sql, backend, 1, 1);
+    sql.push_str("), ");
+    let mut tenant = String::new();
+    push_placeholders(&mut tenant, backend, 2, 1);
+    sql.push_str(&crate::dsar::any_suppression_sql(&tenant));
+    if let Some(ids) = count_ids {
+        sql.push_str(", (");
+        push_count_existing(&mut sql, backend, 3, ids);
+        sql.push(')');
+    }
     sql
 }
 
