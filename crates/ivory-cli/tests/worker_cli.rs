@@ -15,28 +15,6 @@ use ivory_sdk::Clock;
 use ivory_sdk::manifest::CursorKind;
 use ivory_testkit::connectors::items_manifest;
 use ivory_testkit::items::ItemsUpstream;
-use sqlx::Connection;
-
-fn server() -> String {
-    std::env::var("IVORY_TEST_PG")
-        .ok()
-        .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| "postgres://postgres@127.0.0.1".into())
-}
-
-async fn fresh_database() -> String {
-    let server = server();
-    let name = format!("ivory_t_{}", uuid::Uuid::new_v4().simple());
-    let mut admin = sqlx::PgConnection::connect(&format!("{server}/postgres"))
-        .await
-        .expect("the PostgreSQL server on 127.0.0.1:5432 (.ci/run starts it)");
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-        .execute(&mut admin)
-        .await
-        .expect("create database");
-    admin.close().await.ok();
-    format!("{server}/{name}")
-}
 
 struct World {
     url: String,
@@ -45,7 +23,7 @@ struct World {
 }
 
 async fn world() -> World {
-    let url = fresh_database().await;
+    let url = ivory_testkit::pg::fresh_database().await;
     let store = Store::open(&url).await.expect("store");
     let key = MasterKeys::generate_key().expect("key").expose().to_owned();
     World { url, store, key }
@@ -242,7 +220,7 @@ async fn a_worker_killed_mid_sync_is_taken_over_and_the_result_is_exact() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn install_sync_export_and_serve_work_unchanged_on_postgres() {
-    let url = fresh_database().await;
+    let url = ivory_testkit::pg::fresh_database().await;
     let key = MasterKeys::generate_key().expect("key").expose().to_owned();
     let upstream = ItemsUpstream::start(250, 3, 16).await.expect("upstream");
     let run = |args: Vec<String>| {

@@ -206,8 +206,45 @@ fn authenticate(
     Ok((claims.tenant_id, caller))
 }
 
-fn contact(contact_id: Option<String>) -> Option<String> {
-    contact_id.filter(|c| !c.trim().is_empty())
+/// A DSAR body: the contact it is about.
+trait DsarBody: serde::de::DeserializeOwned {
+    fn contact_id(&self) -> Option<&str>;
+}
+
+impl DsarBody for ExportBody {
+    fn contact_id(&self) -> Option<&str> {
+        self.contact_id.as_deref()
+    }
+}
+
+impl DsarBody for DeleteBody {
+    fn contact_id(&self) -> Option<&str> {
+        self.contact_id.as_deref()
+    }
+}
+
+/// Authenticates the call and reads its body: the token's tenant, the caller, the body and
+/// its contact id — or the response that refuses it (503, 401, 400).
+fn admit<B: DsarBody>(
+    shared: &Shared,
+    headers: &HeaderMap,
+    peer: Option<SocketAddr>,
+    body: &Bytes,
+) -> Result<(String, DsarCaller, B, String), Box<Response>> {
+    let (tenant, caller) =
+        authenticate(shared, headers, peer).map_err(|r| Box::new(r.response()))?;
+    let body: B = serde_json::from_slice(body).map_err(|e| {
+        Box::new(error(
+            StatusCode::BAD_REQUEST,
+            &format!("unparsable body: {e}"),
+        ))
+    })?;
+    let contact_id = body
+        .contact_id()
+        .filter(|c| !c.trim().is_empty())
+        .map(str::to_owned)
+        .ok_or_else(|| Box::new(error(StatusCode::BAD_REQUEST, "contact_id is required")))?;
+    Ok((tenant, caller, body, contact_id))
 }
 
 fn failure(e: &DsarError) -> Response {
@@ -233,17 +270,11 @@ pub(crate) async fn export(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let (tenant, caller) = match authenticate(&shared, &headers, peer(connect.as_deref())) {
-        Ok(found) => found,
-        Err(refusal) => return refusal.response(),
-    };
-    let body: ExportBody = match serde_json::from_slice(&body) {
-        Ok(body) => body,
-        Err(e) => return error(StatusCode::BAD_REQUEST, &format!("unparsable body: {e}")),
-    };
-    let Some(contact_id) = contact(body.contact_id) else {
-        return error(StatusCode::BAD_REQUEST, "contact_id is required");
-    };
+    let (tenant, caller, _body, contact_id) =
+        match admit::<ExportBody>(&shared, &headers, peer(connect.as_deref()), &body) {
+            Ok(admitted) => admitted,
+            Err(refusal) => return *refusal,
+        };
     let now = shared.clock().now();
     match shared
         .store()
@@ -261,17 +292,11 @@ pub(crate) async fn delete(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let (tenant, caller) = match authenticate(&shared, &headers, peer(connect.as_deref())) {
-        Ok(found) => found,
-        Err(refusal) => return refusal.response(),
-    };
-    let body: DeleteBody = match serde_json::from_slice(&body) {
-        Ok(body) => body,
-        Err(e) => return error(StatusCode::BAD_REQUEST, &format!("unparsable body: {e}")),
-    };
-    let Some(contact_id) = contact(body.contact_id) else {
-        return error(StatusCode::BAD_REQUEST, "contact_id is required");
-    };
+    let (tenant, caller, body, contact_id) =
+        match admit::<DeleteBody>(&shared, &headers, peer(connect.as_deref()), &body) {
+            Ok(admitted) => admitted,
+            Err(refusal) => return *refusal,
+        };
     let now = shared.clock().now();
     match shared
         .store()

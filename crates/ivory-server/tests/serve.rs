@@ -544,28 +544,9 @@ async fn shutdown_stops_a_sync_at_a_page_boundary_and_the_next_run_completes_it_
     );
 }
 
-/// A fresh database on the machine's PostgreSQL (`IVORY_TEST_PG` overrides the server).
-async fn fresh_pg() -> String {
-    use sqlx::Connection;
-    let server = std::env::var("IVORY_TEST_PG")
-        .ok()
-        .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| "postgres://postgres@127.0.0.1".into());
-    let name = format!("ivory_t_{}", uuid::Uuid::new_v4().simple());
-    let mut admin = sqlx::PgConnection::connect(&format!("{server}/postgres"))
-        .await
-        .expect("the PostgreSQL server (.ci/run starts it)");
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-        .execute(&mut admin)
-        .await
-        .expect("create database");
-    admin.close().await.ok();
-    format!("{server}/{name}")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_servers_on_one_postgres_store_process_an_event_once() {
-    let url = fresh_pg().await;
+    let url = ivory_testkit::pg::fresh_database().await;
     let key = MasterKeys::generate_key().expect("key");
     let open = || async {
         let store = Store::open(&url).await.expect("store");

@@ -11,4 +11,6 @@ pub mod items;
 pub mod oauth;
 #[cfg(feature = "otlp")]
 pub mod otlp;
+#[cfg(feature = "pg")]
+pub mod pg;
 pub mod stripe;

@@ -44,7 +44,7 @@ impl Env {
 pub(crate) async fn env() -> Env {
     let dir = tempfile::tempdir().expect("temp dir");
     let location = match std::env::var("IVORY_TEST_PG") {
-        Ok(server) if !server.is_empty() => fresh_pg_database(&server).await,
+        Ok(server) if !server.is_empty() => ivory_testkit::pg::fresh_database_on(&server).await,
         _ => dir
             .path()
             .join("ivory.db")
@@ -58,22 +58,6 @@ pub(crate) async fn env() -> Env {
         store,
         location,
     }
-}
-
-/// Creates `ivory_t_<uuid>` on the server and returns its URL.
-pub(crate) async fn fresh_pg_database(server: &str) -> String {
-    use sqlx::Connection;
-    let server = server.trim_end_matches('/');
-    let name = format!("ivory_t_{}", uuid::Uuid::new_v4().simple());
-    let mut admin = sqlx::PgConnection::connect(&format!("{server}/postgres"))
-        .await
-        .expect("connect to the PostgreSQL server");
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-        .execute(&mut admin)
-        .await
-        .expect("create the test database");
-    admin.close().await.ok();
-    format!("{server}/{name}")
 }
 
 pub(crate) fn t0() -> Timestamp {
