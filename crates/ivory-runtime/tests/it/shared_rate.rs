@@ -62,8 +62,12 @@ async fn two_workers_sharing_an_installation_stay_within_its_rate() {
     let shared = two_workers(true).await;
     assert_eq!(shared.len(), 2 * EACH);
     let per_second = RATE as usize / 60;
+    // The slots are reserved exactly; arrivals at the fake jitter by a few tens of
+    // milliseconds (scheduling, loopback, a loaded machine), which can put one or two extra
+    // requests into a one-second window. The upstream's limit is per minute: the span below
+    // is the check of the average rate.
     assert!(
-        busiest_second(&shared) <= per_second + 1,
+        busiest_second(&shared) <= per_second + 2,
         "{} requests in one second, {per_second} allowed",
         busiest_second(&shared)
     );
