@@ -156,6 +156,7 @@ fn all(args: &AllArgs) -> anyhow::Result<()> {
         batch_size: 100,
         pad: ITEM_PAD,
         dir: args.dir.clone(),
+        pg: None,
     })?;
 
     println!("{}", report::environment());

@@ -30,6 +30,10 @@ pub(crate) struct StoreArgs {
     /// Where the store is created.
     #[arg(long)]
     pub(crate) dir: Option<std::path::PathBuf>,
+    /// Run on a fresh database of this PostgreSQL server instead of a SQLite file (e.g.
+    /// `postgres://postgres@127.0.0.1`).
+    #[arg(long)]
+    pub(crate) pg: Option<String>,
 }
 
 /// One phase's result.
@@ -84,7 +88,11 @@ pub(crate) fn run(args: &StoreArgs) -> anyhow::Result<Vec<StorePhase>> {
         .enable_all()
         .build()?;
     runtime.block_on(async {
-        let store = Store::open(&db.to_string_lossy()).await?;
+        let location = match &args.pg {
+            Some(server) => ivory_testkit::pg::fresh_database_on(server).await,
+            None => db.to_string_lossy().into_owned(),
+        };
+        let store = Store::open(&location).await?;
         let manifest = items_manifest("bench-items", CursorKind::OpaqueToken, 100_000);
         let installation = store
             .ensure_installation(
