@@ -211,7 +211,7 @@ impl Runner {
         Self {
             store,
             clock,
-            holder: format!("{}:{}", hostname(), std::process::id()),
+            holder: process_holder(),
         }
     }
 
@@ -561,6 +561,11 @@ impl Runner {
     pub fn clock(&self) -> &Clock {
         &self.clock
     }
+}
+
+/// This process as lease holders and job claimants name it: `host:pid`.
+pub fn process_holder() -> String {
+    format!("{}:{}", hostname(), std::process::id())
 }
 
 fn hostname() -> String {

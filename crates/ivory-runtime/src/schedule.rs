@@ -97,13 +97,15 @@ pub fn next_due(
     let interval = interval_of(schedule)?;
     let jitter = jitter(installation, previous_start, interval);
     let base = match previous_start {
-        Some(start) => add(start, interval),
+        Some(start) => after(start, interval),
         None => first_eligible,
     };
-    Some(add(base, jitter))
+    Some(after(base, jitter))
 }
 
-fn add(at: Timestamp, duration: Duration) -> Timestamp {
+/// `at + duration`, saturating at the end of time (the one helper for due times, claims and
+/// leases).
+pub fn after(at: Timestamp, duration: Duration) -> Timestamp {
     SignedDuration::try_from(duration)
         .ok()
         .and_then(|d| at.checked_add(d).ok())

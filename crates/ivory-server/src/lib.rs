@@ -148,12 +148,7 @@ impl Default for ServerConfig {
 
 /// `host:pid`, as the runner names lease holders.
 pub fn default_worker_id() -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .map(|h| h.trim().to_owned())
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "localhost".into());
-    format!("{host}:{}", std::process::id())
+    ivory_runtime::runner::process_holder()
 }
 
 /// Why the server could not run.

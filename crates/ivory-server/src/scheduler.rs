@@ -19,9 +19,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ivory_runtime::connection::{ConnectionError, load_sync_credentials};
-use ivory_runtime::schedule::{SCHEDULE_SETTING, next_due};
+use ivory_runtime::schedule::{SCHEDULE_SETTING, after, next_due};
 use ivory_runtime::{Installation, RunError, SyncOptions};
-use jiff::Timestamp;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -84,7 +83,7 @@ async fn tick(
                 .finish_job(
                     &installation.id,
                     &shared.config.worker_id,
-                    Some(plus(now, Duration::from_secs(60))),
+                    Some(after(now, Duration::from_secs(60))),
                 )
                 .await?;
             continue;
@@ -119,7 +118,7 @@ async fn heartbeat(shared: Arc<Shared>, installation: String) {
     let every = shared.config.lease / 3;
     loop {
         tokio::time::sleep(every).await;
-        let until = plus(shared.clock().now(), shared.config.lease);
+        let until = after(shared.clock().now(), shared.config.lease);
         match shared
             .store()
             .extend_claim(&installation, &shared.config.worker_id, until)
@@ -132,13 +131,6 @@ async fn heartbeat(shared: Arc<Shared>, installation: String) {
             }
         }
     }
-}
-
-fn plus(at: Timestamp, duration: Duration) -> Timestamp {
-    jiff::SignedDuration::try_from(duration)
-        .ok()
-        .and_then(|d| at.checked_add(d).ok())
-        .unwrap_or(Timestamp::MAX)
 }
 
 /// One scheduled sync, logged and counted; never panics the scheduler. True when it was

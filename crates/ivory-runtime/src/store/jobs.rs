@@ -15,19 +15,12 @@
 
 use std::time::Duration;
 
-use jiff::{SignedDuration, Timestamp};
+use jiff::Timestamp;
 use sqlx::Row;
 
 use super::installations::Installation;
 use super::{Backend, Store, StoreError, from_ms, query_error, to_ms};
-use crate::schedule::{SCHEDULE_SETTING, next_due};
-
-fn plus(at: Timestamp, duration: Duration) -> Timestamp {
-    SignedDuration::try_from(duration)
-        .ok()
-        .and_then(|d| at.checked_add(d).ok())
-        .unwrap_or(Timestamp::MAX)
-}
+use crate::schedule::{SCHEDULE_SETTING, after, next_due};
 
 impl Store {
     /// Adds a job row for every active installation that has none, due per its schedule
@@ -106,7 +99,7 @@ impl Store {
         .fetch_all(&mut *tx)
         .await
         .map_err(query_error("find due sync jobs"))?;
-        let until = to_ms(plus(now, claim));
+        let until = to_ms(after(now, claim));
         for id in &ids {
             sqlx::query(
                 "UPDATE sync_jobs SET due_at = $1, claimed_by = $2, claimed_until = $1 \
